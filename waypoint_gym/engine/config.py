@@ -1,0 +1,141 @@
+"""The Waypoint world-model config (`config.yaml` of a checkpoint) and the published presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+WAYPOINT_1_SMALL_SIGMAS = [1.0, 0.8609585762023926, 0.729332447052002, 0.3205108940601349, 0.0]
+
+
+@dataclass
+class WaypointConfig:
+    d_model: int = 2560
+    n_heads: int = 40
+    n_kv_heads: int = 20
+    n_layers: int = 22
+    mlp_ratio: int = 5
+    channels: int = 16
+    height: int = 16
+    width: int = 16
+    patch: tuple[int, int] = (2, 2)
+    tokens_per_frame: int = 256
+    n_frames: int = 512
+    local_window: int = 16
+    global_window: int = 128
+    global_attn_period: int = 4
+    global_attn_offset: int = 0
+    global_pinned_dilation: int = 8
+    value_residual: bool = False
+    gated_attn: bool = True
+    n_buttons: int = 256
+    ctrl_conditioning: str | None = "mlp_fusion"
+    ctrl_conditioning_period: int = 3
+    prompt_conditioning: str | None = "cross_attention"
+    prompt_conditioning_period: int = 3
+    prompt_embedding_dim: int = 2048
+    noise_conditioning: str = "wan"
+    scheduler_sigmas: list[float] = field(default_factory=lambda: list(WAYPOINT_1_SMALL_SIGMAS))
+    ctrl_cond_dropout: float = 0.0
+    prompt_cond_dropout: float = 0.0
+    ae_uri: str | None = None
+    prompt_encoder_uri: str | None = None
+    # Fields of the public config that do not change the forward pass, kept so a round trip is lossless.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.patch = tuple(self.patch)
+        self.scheduler_sigmas = [float(s) for s in self.scheduler_sigmas]
+        problems = []
+        if self.d_model % self.n_heads:
+            problems.append(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        elif self.head_dim % 16:
+            problems.append(f"head_dim {self.head_dim} must be a multiple of 16 for the ortho RoPE")
+        if self.n_heads % self.n_kv_heads:
+            problems.append(f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.n_kv_heads}")
+        if self.tokens_per_frame != self.height * self.width:
+            problems.append(f"tokens_per_frame {self.tokens_per_frame} != height*width {self.height * self.width}")
+        if self.global_window % self.global_pinned_dilation:
+            problems.append("global_window must be a multiple of global_pinned_dilation")
+        if self.prompt_conditioning and self.prompt_embedding_dim % self.head_dim:
+            problems.append("prompt_embedding_dim must be a multiple of head_dim")
+        sig = self.scheduler_sigmas
+        if len(sig) < 2 or sig[0] != 1.0 or sig[-1] != 0.0 or any(a <= b for a, b in zip(sig, sig[1:])):
+            problems.append(f"scheduler_sigmas must descend strictly from 1.0 to 0.0, got {sig}")
+        if problems:
+            raise ValueError("invalid Waypoint config: " + "; ".join(problems))
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """[C, H, W] of one frame's latent."""
+        return (self.channels, self.height * self.patch[0], self.width * self.patch[1])
+
+    def is_global(self, layer: int) -> bool:
+        p = self.global_attn_period
+        return (layer - (self.global_attn_offset % p)) % p == 0
+
+    def has_ctrl(self, layer: int) -> bool:
+        return bool(self.ctrl_conditioning) and layer % self.ctrl_conditioning_period == 0
+
+    def has_prompt(self, layer: int) -> bool:
+        return bool(self.prompt_conditioning) and layer % self.prompt_conditioning_period == 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WaypointConfig:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in d.items() if k in names}
+        extra = {k: v for k, v in d.items() if k not in names}
+        return cls(**known, extra=extra)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> WaypointConfig:
+        with open(path) as f:
+            return cls.from_dict(yaml.safe_load(f))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        extra = d.pop("extra")
+        d["patch"] = list(self.patch)
+        return {**extra, **d}
+
+    def save_yaml(self, path: str | Path) -> None:
+        with open(path, "w") as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+
+
+# Published configs, so a random-weight model of the real size can be built without downloading.
+PRESETS: dict[str, dict[str, Any]] = {
+    "waypoint-1-small": dict(
+        d_model=2560, n_heads=40, n_kv_heads=20, n_layers=22, mlp_ratio=5, channels=16, height=16, width=16,
+        patch=(2, 2), tokens_per_frame=256, n_frames=512, local_window=16, global_window=128,
+        global_attn_period=4, global_attn_offset=0, global_pinned_dilation=8, value_residual=False,
+        gated_attn=True, n_buttons=256, ctrl_conditioning="mlp_fusion", ctrl_conditioning_period=3,
+        prompt_conditioning="cross_attention", prompt_conditioning_period=3, prompt_embedding_dim=2048,
+        noise_conditioning="wan", scheduler_sigmas=list(WAYPOINT_1_SMALL_SIGMAS),
+        prompt_encoder_uri="google/umt5-xl",  # ae_uri: set by the downloaded checkpoint itself
+    ),
+    # A CPU-sized member of the family, for benchmarks and tests of the engine on a laptop.
+    "waypoint-cpu-small": dict(
+        d_model=256, n_heads=4, n_kv_heads=2, n_layers=6, mlp_ratio=4, channels=8, height=8, width=8,
+        patch=(2, 2), tokens_per_frame=64, n_frames=256, local_window=8, global_window=32,
+        global_attn_period=3, global_attn_offset=0, global_pinned_dilation=4, value_residual=True,
+        gated_attn=True, n_buttons=256, ctrl_conditioning="mlp_fusion", ctrl_conditioning_period=2,
+        prompt_conditioning="cross_attention", prompt_conditioning_period=2, prompt_embedding_dim=128,
+        noise_conditioning="wan", scheduler_sigmas=list(WAYPOINT_1_SMALL_SIGMAS),
+    ),
+}
+
+
+def preset_config(name: str, **overrides: Any) -> WaypointConfig:
+    key = name.lower()
+    if key not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
+    return WaypointConfig(**{**PRESETS[key], **overrides})
