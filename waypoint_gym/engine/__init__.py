@@ -1,0 +1,20 @@
+"""The inference core: Waypoint-format world models, their KV cache, sampler, autoencoder and prompt encoders."""
+
+from .config import PRESETS, WaypointConfig, preset_config
+from .keycodes import DEFAULT_KEYS, KEYCODES, keycode
+from .speedups import Speedups
+from .world_engine import CtrlInput, WorldEngine, load_model, random_checkpoint, random_model, save_checkpoint
+
+__all__ = [
+    "PRESETS", "WaypointConfig", "preset_config", "DEFAULT_KEYS", "KEYCODES", "keycode", "Speedups",
+    "CtrlInput", "WorldEngine", "load_model", "random_checkpoint", "random_model", "save_checkpoint",
+    "Autoencoder",
+]
+
+
+def __getattr__(name):
+    if name == "Autoencoder":  # imported lazily so the engine loads without the autoencoder module's cost
+        from .autoencoder import Autoencoder
+
+        return Autoencoder
+    raise AttributeError(name)

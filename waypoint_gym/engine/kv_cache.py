@@ -1,0 +1,129 @@
+"""The static rolling KV cache: one ring of frame slots per layer and per environment, allocated once.
+
+A local layer's ring holds `local_window` frames; a global layer's ring holds every `global_pinned_dilation`-th
+frame of the last `global_window`. Each ring has one extra tail slot that always holds the current frame.
+Every environment keeps its own frame index, so batched environments may be at different points of
+their episodes (format document, "The rolling KV cache").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import WaypointConfig
+
+
+@dataclass
+class RingGeometry:
+    n_slots: int  # ring buckets, not counting the tail
+    dilation: int
+
+
+@dataclass
+class FramePlan:
+    """Where the current frame of each selected environment reads and writes, per ring kind."""
+
+    env_ids: torch.Tensor | None  # [n] selected environments, None for all
+    slot: dict[str, torch.Tensor]  # kind -> [n] ring slot of this frame's bucket
+    write_step: dict[str, torch.Tensor]  # kind -> [n] bool: this frame is stored in that ring
+    visible: dict[str, torch.Tensor]  # kind -> [n, n_slots + 1] bool, tail last and always True
+    commit: bool  # store the frame (cache pass) or leave the ring frozen (denoising step)
+    masks: dict = field(default_factory=dict)  # kind -> attention mask, built once per pass by the attention
+
+
+class KVCache(nn.Module):
+    """Keys and values of past frames, [B, Hkv, (n_slots + 1) * T, Dh] per layer, plus per-env bookkeeping."""
+
+    def __init__(self, cfg: WaypointConfig, batch_size: int, device=None, dtype=torch.float32):
+        super().__init__()
+        self.T = cfg.tokens_per_frame
+        self.geometry = {
+            "local": RingGeometry(cfg.local_window, 1),
+            "global": RingGeometry(cfg.global_window // cfg.global_pinned_dilation, cfg.global_pinned_dilation),
+        }
+        self.kinds = ["global" if cfg.is_global(i) else "local" for i in range(cfg.n_layers)]
+        for i, kind in enumerate(self.kinds):
+            L = (self.geometry[kind].n_slots + 1) * self.T
+            shape = (batch_size, cfg.n_kv_heads, L, cfg.head_dim)
+            self.register_buffer(f"k{i}", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+            self.register_buffer(f"v{i}", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        for kind, g in self.geometry.items():
+            written = torch.zeros(batch_size, g.n_slots, dtype=torch.bool, device=device)
+            self.register_buffer(f"written_{kind}", written, persistent=False)
+        self.register_buffer("frame", torch.zeros(batch_size, dtype=torch.long, device=device), persistent=False)
+        self.attention = attention_sdpa
+
+    @property
+    def batch_size(self) -> int:
+        return self.frame.shape[0]
+
+    def reset(self, env_ids: torch.Tensor | None = None) -> None:
+        """Forget the history of the given environments (all when None) and restart their frame index at 0."""
+        sel = slice(None) if env_ids is None else env_ids
+        self.frame[sel] = 0
+        for kind in self.geometry:
+            getattr(self, f"written_{kind}")[sel] = False
+
+    def plan(self, env_ids: torch.Tensor | None, commit: bool) -> FramePlan:
+        t = self.frame if env_ids is None else self.frame[env_ids]
+        slot, write_step, visible = {}, {}, {}
+        for kind, g in self.geometry.items():
+            written = getattr(self, f"written_{kind}")
+            written = written if env_ids is None else written[env_ids]
+            bucket = (t + g.dilation - 1) // g.dilation
+            slot[kind] = bucket % g.n_slots
+            write_step[kind] = t % g.dilation == 0
+            evicted = F.one_hot(slot[kind], g.n_slots).bool() & write_step[kind][:, None]
+            tail = torch.ones_like(written[:, :1])
+            visible[kind] = torch.cat([written & ~evicted, tail], dim=1)
+        return FramePlan(env_ids, slot, write_step, visible, commit)
+
+    def attend(self, layer: int, q, k, v, plan: FramePlan) -> torch.Tensor:
+        """Attention of the current frame's queries over its own keys and the visible ring; stores k, v on commit.
+
+        q [n, H, T, Dh]; k, v [n, Hkv, T, Dh] -> [n, H, T, Dh].
+        """
+        kind, T = self.kinds[layer], self.T
+        n_slots = self.geometry[kind].n_slots
+        k_buf, v_buf = getattr(self, f"k{layer}"), getattr(self, f"v{layer}")
+        ids = plan.env_ids
+        k_all = k_buf if ids is None else k_buf[ids]  # a gathered copy when only some envs step
+        v_all = v_buf if ids is None else v_buf[ids]
+        tail = slice(n_slots * T, (n_slots + 1) * T)
+        k_all[:, :, tail] = k
+        v_all[:, :, tail] = v
+        out = self.attention(q, k_all, v_all, plan, kind, T)
+        if plan.commit:
+            self._store(k_buf, v_buf, k, v, plan, kind)
+        return out
+
+    def _store(self, k_buf, v_buf, k, v, plan: FramePlan, kind: str) -> None:
+        """Write k, v into the frame's ring slot for the envs whose frame is a write step (static shapes)."""
+        T, n = self.T, k.shape[0]
+        rows = torch.arange(k_buf.shape[0], device=k.device) if plan.env_ids is None else plan.env_ids
+        pos = plan.slot[kind][:, None] * T + torch.arange(T, device=k.device)  # [n, T]
+        keep = plan.write_step[kind].view(n, 1, 1, 1)
+        for buf, new in ((k_buf, k), (v_buf, v)):
+            old = buf[rows[:, None], :, pos]  # [n, T, Hkv, Dh]
+            buf[rows[:, None], :, pos] = torch.where(keep, new.transpose(1, 2), old)
+
+    def advance(self, plan: FramePlan) -> None:
+        """After a cache pass: mark the slots written and move the selected envs to their next frame."""
+        sel = slice(None) if plan.env_ids is None else plan.env_ids
+        for kind, g in self.geometry.items():
+            written = getattr(self, f"written_{kind}")
+            mark = F.one_hot(plan.slot[kind], g.n_slots).bool() & plan.write_step[kind][:, None]
+            written[sel] = written[sel] | mark
+        self.frame[sel] += 1
+
+
+def attention_sdpa(q, k, v, plan: FramePlan, kind: str, T: int) -> torch.Tensor:
+    """Masked SDPA over the ring: the visible slots [n, n_slots + 1] expand to a key mask [n, 1, 1, L]."""
+    mask = plan.masks.get(kind)
+    if mask is None:
+        mask = plan.masks[kind] = plan.visible[kind].repeat_interleave(T, dim=1)[:, None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])

@@ -1,0 +1,386 @@
+"""WorldEngine: batched, cached, few-step generation of frames from a Waypoint-format checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import WaypointConfig, preset_config
+from .kv_cache import KVCache
+from .loading import load_strict, require_files, resolve_uri
+from .model import Conditioning, WaypointModel
+from .sampler import euler_denoise, sub_schedule
+from .speedups import Speedups, attention_flex, conditioning_table, fuse_qkv, split_ctrl_fusion
+
+log = logging.getLogger(__name__)
+
+EnvIds = int | Sequence[int] | np.ndarray | torch.Tensor | None
+
+
+@dataclass
+class CtrlInput:
+    """One frame of controller input: pressed keycodes, mouse velocity and scroll wheel."""
+
+    button: set[int] = field(default_factory=set)
+    mouse: tuple[float, float] = (0.0, 0.0)
+    scroll_wheel: int = 0
+
+
+def load_model(folder: Path, device="cpu", dtype=torch.float32) -> tuple[WaypointConfig, WaypointModel]:
+    """A checkpoint folder (config.yaml + model.safetensors) -> config and model, loaded strictly."""
+    require_files(folder, ["config.yaml", "model.safetensors"])
+    cfg = WaypointConfig.from_yaml(folder / "config.yaml")
+    with torch.device("meta"):
+        model = WaypointModel(cfg)
+    model = model.to_empty(device=device)
+    model.init_buffers()
+    load_strict(model, load_file(folder / "model.safetensors", device=str(device)), what=str(folder))
+    return cfg, model.to(dtype).eval().requires_grad_(False)
+
+
+def random_model(cfg: WaypointConfig | str, device="cpu", dtype=torch.float32, seed: int = 0) -> WaypointModel:
+    """A model of RANDOM weights (tests and benchmarks only: it generates noise, not a world)."""
+    cfg = preset_config(cfg) if isinstance(cfg, str) else cfg
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = WaypointModel(cfg)
+    with torch.no_grad():  # the default init leaves these at zero; give every parameter some signal
+        for name, p in model.named_parameters():
+            if p.ndim == 0 or name.endswith(("bias_in", "null_emb")):
+                p.normal_(0, 0.5)
+    return model.to(dtype).eval().requires_grad_(False)
+
+
+def save_checkpoint(folder: str | os.PathLike, cfg: WaypointConfig, model: WaypointModel) -> Path:
+    """Write config.yaml and model.safetensors in the public layout (shared tensors stored under every block)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg.save_yaml(folder / "config.yaml")
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, folder / "model.safetensors")
+    return folder
+
+
+def random_checkpoint(folder: str | os.PathLike, cfg: WaypointConfig | str, seed: int = 0) -> Path:
+    """A checkpoint folder of RANDOM weights, clearly for tests and benchmarks only."""
+    cfg = preset_config(cfg) if isinstance(cfg, str) else cfg
+    return save_checkpoint(folder, cfg, random_model(cfg, seed=seed))
+
+
+PRESET_PREFIX = "preset:"
+
+
+class WorldEngine:
+    """Generates frames for `batch_size` independent environments that share one model and one forward pass.
+
+    Every environment has its own KV cache rows, frame index and prompt. Methods take `env_ids` (None for
+    all, an int for one, or a sequence) and controls as one CtrlInput or one per selected environment.
+    Latents go in and out as float32 tensors; images as uint8 HxWx3 numpy arrays.
+    """
+
+    def __init__(
+        self,
+        model_uri: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        batch_size: int = 1,
+        compile: bool | None = None,
+        n_denoise_steps: int | None = None,
+        speedups: Speedups | None = None,
+        seed: int | None = None,
+    ):
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.device = torch.device(device)
+        self.dtype = dtype
+        if str(model_uri).startswith(PRESET_PREFIX):  # random weights of a published size, for benchmarks
+            name = str(model_uri)[len(PRESET_PREFIX):]
+            log.warning("building %s with RANDOM weights (benchmarking only)", name)
+            self.folder = None
+            self.config = preset_config(name)
+            self.model = random_model(self.config, self.device, dtype, seed=0)
+        else:
+            self.folder = resolve_uri(model_uri, allow_patterns=["*.yaml", "*.yml", "*.safetensors", "*.json"])
+            self.config, self.model = load_model(self.folder, self.device, dtype)
+        cfg = self.config
+        self.sigmas = sub_schedule(cfg.scheduler_sigmas, n_denoise_steps)
+        self.speedups = (speedups or Speedups(compile=compile)).resolved(self.device)
+        if speedups is not None and compile is not None:
+            self.speedups.compile = bool(compile)
+        self.cache = KVCache(cfg, batch_size, self.device, dtype)
+        self.generator = torch.Generator(self.device)
+        self.generator.manual_seed(seed if seed is not None else torch.seed())
+        self.autoencoder = self._load_autoencoder()
+        self._prompt_encoder = None
+        # Per-env prompt rows [B, P, Dp] (pad rows zero) and how many rows each env's prompt has.
+        self.prompt_emb = torch.zeros(batch_size, 1, cfg.prompt_embedding_dim, device=self.device)
+        self.prompt_rows = torch.ones(batch_size, dtype=torch.long, device=self.device)
+        self._apply_speedups()
+
+    # ------------------------------------------------------------------------------------ set-up
+
+    def _load_autoencoder(self):
+        uri = self.config.ae_uri
+        if not uri:
+            return None
+        from .autoencoder import Autoencoder
+
+        local = self.folder / uri if self.folder is not None else Path(uri)
+        return Autoencoder.from_pretrained(local if local.is_dir() else uri, device=self.device, dtype=self.dtype)
+
+    def _apply_speedups(self) -> None:
+        s = self.speedups
+        if s.fused_qkv:
+            fuse_qkv(self.model)
+        if s.split_ctrl_fusion:
+            split_ctrl_fusion(self.model)
+        self._cond_table = conditioning_table(self.model, self.sigmas) if s.cached_conditioning else None
+        if s.attention == "flex":
+            self.cache.attention = attention_flex
+        self._pass = self._forward
+        if s.compile:
+            mode = "max-autotune" if self.device.type == "cuda" else "default"
+            self._pass = torch.compile(self._forward, fullgraph=True, mode=mode, dynamic=False)
+
+    @property
+    def batch_size(self) -> int:
+        return self.cache.batch_size
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return self.config.latent_shape
+
+    @property
+    def n_denoise_steps(self) -> int:
+        return len(self.sigmas) - 1
+
+    def frame_index(self, env_ids: EnvIds = None) -> np.ndarray:
+        ids, _, _ = self._select(env_ids)
+        frame = self.cache.frame if ids is None else self.cache.frame[ids]
+        return frame.cpu().numpy()
+
+    # ------------------------------------------------------------------------------------ state
+
+    def reset(self, env_ids: EnvIds = None) -> None:
+        """Forget the history of the selected environments; their next frame is frame 0. Prompts are kept."""
+        ids, _, _ = self._select(env_ids)
+        self.cache.reset(ids)
+
+    def set_prompt(self, text: str | Sequence[str], env_ids: EnvIds = None) -> None:
+        """Encode one prompt for all selected environments, or one prompt per selected environment."""
+        ids, n, _ = self._select(env_ids)
+        texts = [text] * n if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
+        if texts is None or len(texts) != n or not all(isinstance(t, str) for t in texts):
+            raise TypeError(f"prompt must be a str or a list of {n} str (one per selected env), got {text!r}")
+        if not self._uses_prompts():
+            return
+        emb, pad = self.prompt_encoder(texts)
+        self.set_prompt_embedding(emb, pad, env_ids)
+
+    @property
+    def prompt_encoder(self):
+        if self._prompt_encoder is None:
+            from .prompt import load_prompt_encoder
+
+            uri = self.config.prompt_encoder_uri or "google/umt5-xl"
+            self._prompt_encoder = load_prompt_encoder(uri, self.folder, self.device, torch.float32)
+        return self._prompt_encoder
+
+    def set_prompt_embedding(self, emb, pad_mask=None, env_ids: EnvIds = None) -> None:
+        """Set prompt embeddings directly: [P, Dp] for every selected env, or [n, P, Dp] one each; pad rows zeroed."""
+        ids, n, _ = self._select(env_ids)
+        if not self._uses_prompts():
+            return
+        Dp = self.config.prompt_embedding_dim
+        emb = _as_float_tensor(emb, "prompt embedding", self.device)
+        if emb.ndim == 2:
+            emb = emb[None].expand(n, -1, -1)
+        if emb.ndim != 3 or emb.shape[0] != n or emb.shape[2] != Dp or emb.shape[1] < 1:
+            raise ValueError(f"prompt embedding must be [P, {Dp}] or [{n}, P, {Dp}], got {tuple(emb.shape)}")
+        P = emb.shape[1]
+        if pad_mask is None:
+            pad = torch.zeros(n, P, dtype=torch.bool, device=self.device)
+        else:
+            pad = torch.as_tensor(np.asarray(pad_mask) if not torch.is_tensor(pad_mask) else pad_mask)
+            if pad.dtype != torch.bool:
+                raise TypeError(f"pad_mask must be bool, got {pad.dtype}")
+            pad = pad.to(self.device)
+            pad = pad[None].expand(n, -1) if pad.ndim == 1 else pad
+            if tuple(pad.shape) != (n, P):
+                raise ValueError(f"pad_mask must be [P] or [{n}, P] with P = {P}, got {tuple(pad.shape)}")
+        emb = emb * (~pad)[..., None]
+        # Keep one buffer of the longest prompt; rows past an env's own length are masked out of its softmax.
+        P_buf = self.prompt_emb.shape[1]
+        if P > P_buf:
+            grown = torch.zeros(self.batch_size, P, Dp, device=self.device)
+            grown[:, :P_buf] = self.prompt_emb
+            self.prompt_emb = grown
+        sel = slice(None) if ids is None else ids
+        rows = torch.zeros(n, self.prompt_emb.shape[1], Dp, device=self.device)
+        rows[:, :P] = emb
+        self.prompt_emb[sel] = rows
+        self.prompt_rows[sel] = P
+
+    def _uses_prompts(self) -> bool:
+        if not self.config.prompt_conditioning:
+            log.warning("this checkpoint has no prompt conditioning; the prompt is ignored")
+            return False
+        return True
+
+    # ------------------------------------------------------------------------------------ frames
+
+    @torch.inference_mode()
+    def append_latent(self, latent, ctrl=None, env_ids: EnvIds = None) -> None:
+        """Store known frames (e.g. seed frames) in the cache: one cache pass, no denoising."""
+        ids, n, _ = self._select(env_ids)
+        x = self._check_latent(latent, n, "latent")
+        ctrl_vec = self._ctrl_vector(ctrl, n)
+        self._cache_pass(x, ctrl_vec, ids)
+
+    @torch.inference_mode()
+    def gen_latent(self, ctrl=None, noise=None, env_ids: EnvIds = None, generator: torch.Generator | None = None):
+        """Generate the next frame's latent of each selected env: few-step denoising, then its cache pass."""
+        ids, n, single = self._select(env_ids)
+        ctrl_vec = self._ctrl_vector(ctrl, n)
+        if noise is None:
+            x = torch.randn((n, *self.latent_shape), generator=generator or self.generator, device=self.device)
+        else:
+            x = self._check_latent(noise, n, "noise")
+        velocity = lambda x, i: self._pass(x, self._sigma(i, n), ctrl_vec, ids, False)  # noqa: E731
+        x = euler_denoise(x, self.sigmas, velocity)
+        self._cache_pass(x, ctrl_vec, ids)
+        return x[0].clone() if single else x.clone()
+
+    def append_frame(self, img, ctrl=None, env_ids: EnvIds = None) -> None:
+        """Encode uint8 image(s) HxWx3 / NxHxWx3 with the autoencoder and append them as frames."""
+        ids, n, single = self._select(env_ids)
+        ae = self._require_autoencoder()
+        arr = np.asarray(img)
+        if arr.dtype != np.uint8:
+            raise TypeError(f"frames must be uint8 images, got dtype {arr.dtype}")
+        if arr.ndim == 3 and n == 1:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[0] != n or arr.shape[-1] != 3:
+            raise ValueError(f"frames must be HxWx3 (one env) or {n}xHxWx3 uint8, got shape {arr.shape}")
+        with torch.inference_mode():
+            latent = ae.encode(arr).float()
+        self.append_latent(latent, ctrl, env_ids if not single else env_ids)
+
+    def gen_frame(self, ctrl=None, env_ids: EnvIds = None, return_img: bool = True, noise=None, generator=None):
+        """Generate the next frame: a uint8 image (HxWx3, or NxHxWx3), or its latent when return_img is False."""
+        ae = self._require_autoencoder() if return_img else None
+        z = self.gen_latent(ctrl, noise, env_ids, generator)
+        if not return_img:
+            return z
+        with torch.inference_mode():
+            return ae.decode(z.to(self.dtype))
+
+    # ------------------------------------------------------------------------------------ passes
+
+    def _sigma(self, step: int | None, n: int) -> tuple[torch.Tensor, Conditioning | None]:
+        """The noise level of a denoising step (None: the cache pass at sigma 0) for n envs."""
+        s = 0.0 if step is None else self.sigmas[step]
+        sigma = torch.full((n,), s, device=self.device)
+        if self._cond_table is None:
+            return sigma, None
+        c = self._cond_table[s]
+        return sigma, Conditioning([m.expand(n, -1, -1) for m in c.blocks], c.out.expand(n, -1, -1))
+
+    def _cache_pass(self, x, ctrl_vec, ids) -> None:
+        n = x.shape[0]
+        self._pass(x, self._sigma(None, n), ctrl_vec, ids, True)
+        self.cache.advance(self.cache.plan(ids, True))
+
+    def _forward(self, x, sigma_cond, ctrl_vec, ids, commit: bool) -> torch.Tensor:
+        sigma, cond = sigma_cond
+        plan = self.cache.plan(ids, commit)
+        t = self.cache.frame if ids is None else self.cache.frame[ids]
+        prompt = prompt_mask = None
+        if self.config.prompt_conditioning:
+            prompt = self.prompt_emb if ids is None else self.prompt_emb[ids]
+            rows = self.prompt_rows if ids is None else self.prompt_rows[ids]
+            if bool((rows != prompt.shape[1]).any()):
+                prompt_mask = torch.arange(prompt.shape[1], device=self.device)[None] < rows[:, None]
+        v = self.model(x, sigma, t, ctrl_vec, prompt, plan, self.cache, prompt_mask, cond)
+        return v.float()
+
+    # ------------------------------------------------------------------------------------ input checks
+
+    def _select(self, env_ids: EnvIds) -> tuple[torch.Tensor | None, int, bool]:
+        """-> (index tensor or None for all, how many, whether results come back unbatched)."""
+        B = self.batch_size
+        if env_ids is None:
+            return None, B, B == 1
+        single = isinstance(env_ids, (int, np.integer)) and not isinstance(env_ids, bool)
+        ids = np.atleast_1d(np.asarray(env_ids.cpu() if torch.is_tensor(env_ids) else env_ids))
+        if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"env_ids must be an int or a non-empty sequence of ints, got {env_ids!r}")
+        if ids.min() < 0 or ids.max() >= B:
+            raise IndexError(f"env_ids {ids.tolist()} out of range for batch_size {B}")
+        if len(set(ids.tolist())) != len(ids):
+            raise ValueError(f"env_ids has duplicates: {ids.tolist()}")
+        if len(ids) == B and (ids == np.arange(B)).all():
+            return None, B, single
+        return torch.as_tensor(ids, device=self.device), len(ids), single
+
+    def _check_latent(self, latent, n: int, what: str) -> torch.Tensor:
+        x = _as_float_tensor(latent, what, self.device)
+        shape = self.latent_shape
+        if x.ndim == 3 and n == 1:
+            x = x[None]
+        if tuple(x.shape) != (n, *shape):
+            raise ValueError(f"{what} must be {list(shape)} or [{n}, {', '.join(map(str, shape))}], got {list(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{what} contains NaN or inf")
+        return x
+
+    def _ctrl_vector(self, ctrl, n: int) -> torch.Tensor:
+        """CtrlInput(s) -> [n, 2 + n_buttons + 1] = concat(mouse, multi-hot buttons, scroll sign)."""
+        ctrls = [ctrl] * n if ctrl is None or isinstance(ctrl, CtrlInput) else list(ctrl)
+        if len(ctrls) != n:
+            raise ValueError(f"expected one CtrlInput or a list of {n} (one per selected env), got {len(ctrls)}")
+        nb = self.config.n_buttons
+        vec = np.zeros((n, nb + 3), dtype=np.float32)
+        for i, c in enumerate(ctrls):
+            c = CtrlInput() if c is None else c
+            if not isinstance(c, CtrlInput):
+                raise TypeError(f"controls must be CtrlInput, got {type(c).__name__}")
+            buttons = list(c.button)
+            bad = [b for b in buttons if not isinstance(b, (int, np.integer)) or isinstance(b, bool) or not 0 <= b < nb]
+            if bad:
+                raise ValueError(f"keycodes {bad} outside [0, {nb}) (n_buttons of this model)")
+            mouse = np.asarray(c.mouse, dtype=np.float64)
+            if mouse.shape != (2,):
+                raise ValueError(f"mouse must be two numbers (dx, dy), got {c.mouse!r}")
+            if not np.isfinite(mouse).all():
+                raise ValueError(f"mouse must be finite, got {c.mouse!r}")
+            scroll = c.scroll_wheel
+            if not isinstance(scroll, (int, float, np.number)) or not math.isfinite(scroll):
+                raise ValueError(f"scroll_wheel must be a finite number, got {scroll!r}")
+            vec[i, :2] = mouse
+            vec[i, 2 + np.asarray(buttons, dtype=np.int64)] = 1.0
+            vec[i, -1] = np.sign(scroll)
+        return torch.from_numpy(vec).to(self.device)
+
+    def _require_autoencoder(self):
+        if self.autoencoder is None:
+            raise RuntimeError(
+                f"checkpoint {self.folder} has no ae_uri: it works in latent space only "
+                "(use append_latent / gen_latent)"
+            )
+        return self.autoencoder
+
+
+def _as_float_tensor(value, what: str, device) -> torch.Tensor:
+    t = value if torch.is_tensor(value) else torch.as_tensor(np.asarray(value))
+    if not (t.is_floating_point()):
+        raise TypeError(f"{what} must be a floating-point array, got dtype {t.dtype}")
+    return t.to(device=device, dtype=torch.float32)
