@@ -69,9 +69,30 @@ def save_checkpoint(folder: str | os.PathLike, cfg: WaypointConfig, model: Waypo
     return folder
 
 
-def random_checkpoint(folder: str | os.PathLike, cfg: WaypointConfig | str, seed: int = 0) -> Path:
-    """A checkpoint folder of RANDOM weights, clearly for tests and benchmarks only."""
+def random_checkpoint(
+    folder: str | os.PathLike, cfg: WaypointConfig | str, seed: int = 0, image_size: tuple[int, int] | None = None
+) -> Path:
+    """A checkpoint folder of RANDOM weights, clearly for tests and benchmarks only.
+
+    With `image_size` (H, W) it also gets a random autoencoder in `folder/autoencoder` (its `ae_uri`),
+    whose images are that size and whose latents are the model's, so image methods work.
+    """
     cfg = preset_config(cfg) if isinstance(cfg, str) else cfg
+    if image_size is not None:
+        from .autoencoder import Autoencoder, AutoencoderConfig
+
+        C, h, w = cfg.latent_shape
+        stages = int(math.log2(image_size[0] // h))
+        if image_size[0] != h * 2**stages or image_size[1] != w * 2**stages:
+            raise ValueError(f"image_size {image_size} is not a power-of-two multiple of the latent {h}x{w}")
+        ae_cfg = AutoencoderConfig(
+            channels=3, ch_0=16, ch_max=16 * 2 ** max(stages - 1, 0), encoder_blocks_per_stage=[1] * stages,
+            decoder_blocks_per_stage=[1] * stages, latent_channels=C, skip_logvar=True,
+            input_size=image_size, output_size=image_size,
+        )
+        torch.manual_seed(seed + 1)
+        Autoencoder(ae_cfg).save_pretrained(Path(folder) / "autoencoder")
+        cfg = WaypointConfig.from_dict({**cfg.to_dict(), "ae_uri": "autoencoder"})
     return save_checkpoint(folder, cfg, random_model(cfg, seed=seed))
 
 
