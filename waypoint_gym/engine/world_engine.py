@@ -264,7 +264,7 @@ class WorldEngine:
         ids, n, _ = self._select(env_ids)
         x = self._check_latent(latent, n, "latent")
         ctrl_vec = self._ctrl_vector(ctrl, n)
-        self._cache_pass(x, ctrl_vec, ids)
+        self._cache_pass(x, ctrl_vec, self._prompt(ids), ids)
 
     @torch.inference_mode()
     def gen_latent(self, ctrl=None, noise=None, env_ids: EnvIds = None, generator: torch.Generator | None = None):
@@ -275,9 +275,10 @@ class WorldEngine:
             x = torch.randn((n, *self.latent_shape), generator=generator or self.generator, device=self.device)
         else:
             x = self._check_latent(noise, n, "noise")
-        velocity = lambda x, i: self._pass(x, self._sigma(i, n), ctrl_vec, ids, False)  # noqa: E731
+        prompt = self._prompt(ids)
+        velocity = lambda x, i: self._pass(x, self._sigma(i, n), ctrl_vec, prompt, ids, False)  # noqa: E731
         x = euler_denoise(x, self.sigmas, velocity)
-        self._cache_pass(x, ctrl_vec, ids)
+        self._cache_pass(x, ctrl_vec, prompt, ids)
         return x[0].clone() if single else x.clone()
 
     def append_frame(self, img, ctrl=None, env_ids: EnvIds = None) -> None:
@@ -315,22 +316,28 @@ class WorldEngine:
         c = self._cond_table[s]
         return sigma, Conditioning([m.expand(n, -1, -1) for m in c.blocks], c.out.expand(n, -1, -1))
 
-    def _cache_pass(self, x, ctrl_vec, ids) -> None:
+    def _prompt(self, ids) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The selected envs' prompt rows [n, P, Dp], and which rows exist [n, P] when prompts differ in length."""
+        if not self.config.prompt_conditioning:
+            return None, None
+        prompt = self.prompt_emb if ids is None else self.prompt_emb[ids]
+        rows = self.prompt_rows if ids is None else self.prompt_rows[ids]
+        if bool((rows == prompt.shape[1]).all()):
+            return prompt, None
+        return prompt, torch.arange(prompt.shape[1], device=self.device)[None] < rows[:, None]
+
+    def _cache_pass(self, x, ctrl_vec, prompt, ids) -> None:
         n = x.shape[0]
-        self._pass(x, self._sigma(None, n), ctrl_vec, ids, True)
+        self._pass(x, self._sigma(None, n), ctrl_vec, prompt, ids, True)
         self.cache.advance(self.cache.plan(ids, True))
 
-    def _forward(self, x, sigma_cond, ctrl_vec, ids, commit: bool) -> torch.Tensor:
+    def _forward(self, x, sigma_cond, ctrl_vec, prompt, ids, commit: bool) -> torch.Tensor:
+        """One model pass for the selected envs; compiled as a whole (one graph per `commit` and selection)."""
         sigma, cond = sigma_cond
+        prompt_emb, prompt_mask = prompt
         plan = self.cache.plan(ids, commit)
         t = self.cache.frame if ids is None else self.cache.frame[ids]
-        prompt = prompt_mask = None
-        if self.config.prompt_conditioning:
-            prompt = self.prompt_emb if ids is None else self.prompt_emb[ids]
-            rows = self.prompt_rows if ids is None else self.prompt_rows[ids]
-            if bool((rows != prompt.shape[1]).any()):
-                prompt_mask = torch.arange(prompt.shape[1], device=self.device)[None] < rows[:, None]
-        v = self.model(x, sigma, t, ctrl_vec, prompt, plan, self.cache, prompt_mask, cond)
+        v = self.model(x, sigma, t, ctrl_vec, prompt_emb, plan, self.cache, prompt_mask, cond)
         return v.float()
 
     # ------------------------------------------------------------------------------------ input checks
@@ -358,14 +365,20 @@ class WorldEngine:
         if x.ndim == 3 and n == 1:
             x = x[None]
         if tuple(x.shape) != (n, *shape):
-            raise ValueError(f"{what} must be {list(shape)} or [{n}, {', '.join(map(str, shape))}], got {list(x.shape)}")
+            want = f"{list(shape)} or [{n}, {', '.join(map(str, shape))}]"
+            raise ValueError(f"{what} must be {want}, got {list(x.shape)}")
         if not torch.isfinite(x).all():
             raise ValueError(f"{what} contains NaN or inf")
-        return x
+        return x.clone()  # our own copy (an inference tensor here), so compiled passes see one kind of input
 
     def _ctrl_vector(self, ctrl, n: int) -> torch.Tensor:
         """CtrlInput(s) -> [n, 2 + n_buttons + 1] = concat(mouse, multi-hot buttons, scroll sign)."""
-        ctrls = [ctrl] * n if ctrl is None or isinstance(ctrl, CtrlInput) else list(ctrl)
+        if ctrl is None or isinstance(ctrl, CtrlInput):
+            ctrls = [ctrl] * n
+        elif isinstance(ctrl, (list, tuple)):
+            ctrls = list(ctrl)
+        else:
+            raise TypeError(f"controls must be CtrlInput or a list of them, got {type(ctrl).__name__}")
         if len(ctrls) != n:
             raise ValueError(f"expected one CtrlInput or a list of {n} (one per selected env), got {len(ctrls)}")
         nb = self.config.n_buttons

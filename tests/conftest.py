@@ -1,0 +1,58 @@
+"""Shared test fixtures: where the parity fixtures live, and small checkpoints built by the tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("WAYPOINT_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+
+
+def fixture_dir(name: str) -> Path:
+    """A folder of ../shared/fixtures, or skip (a user's clone has no shared/, CI always does)."""
+    path = FIXTURES / name
+    if not path.is_dir():
+        pytest.skip(f"parity fixture {path} not found (set WAYPOINT_FIXTURES to the shared/fixtures folder)")
+    return path
+
+
+def fixture_ctrls(rollout) -> list:
+    """The fixture rollout's per-frame controls as CtrlInput."""
+    from waypoint_gym.engine import CtrlInput
+
+    return [
+        CtrlInput(
+            button={int(i) for i in rollout["buttons"][t].nonzero().flatten()},
+            mouse=tuple(rollout["mouse"][t].tolist()),
+            scroll_wheel=int(rollout["scroll"][t, 0]),
+        )
+        for t in range(len(rollout["buttons"]))
+    ]
+
+
+def run_parity_protocol(engine, rollout) -> list:
+    """The fixture README's protocol: 2 seed frames by cache pass, then 14 generated from the given noise."""
+    engine.reset()
+    engine.set_prompt_embedding(rollout["prompt_emb"], rollout["prompt_pad_mask"])
+    out = []
+    for t, ctrl in enumerate(fixture_ctrls(rollout)):
+        if t < 2:
+            engine.append_latent(rollout["seed_latents"][t], ctrl)
+        else:
+            out.append(engine.gen_latent(ctrl, noise=rollout["noise"][t - 2]))
+    return out
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+    return fixture_dir("waypoint-parity-a")
+
+
+@pytest.fixture(scope="session")
+def parity_rollout(parity_dir):
+    from safetensors.torch import load_file
+
+    return load_file(parity_dir / "rollout.safetensors")

@@ -1,0 +1,63 @@
+"""Each inference speed-up, switched on alone, reproduces the plain path on the parity fixture."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import run_parity_protocol
+from waypoint_gym.engine import Speedups, WorldEngine
+
+PLAIN = Speedups.plain()
+ONE_AT_A_TIME = {
+    "fused_qkv": dataclasses.replace(PLAIN, fused_qkv=True),
+    "cached_conditioning": dataclasses.replace(PLAIN, cached_conditioning=True),
+    "split_ctrl_fusion": dataclasses.replace(PLAIN, split_ctrl_fusion=True),
+    "flex_attention": dataclasses.replace(PLAIN, attention="flex"),
+    "all_but_compile": Speedups(compile=False),
+}
+
+
+@pytest.fixture(scope="module")
+def plain_frames(parity_dir, parity_rollout):
+    return torch.stack(run_parity_protocol(WorldEngine(parity_dir, speedups=PLAIN), parity_rollout))
+
+
+@pytest.mark.parametrize("name", list(ONE_AT_A_TIME))
+def test_speedup_matches_plain(name, parity_dir, parity_rollout, plain_frames):
+    eng = WorldEngine(parity_dir, speedups=ONE_AT_A_TIME[name])
+    got = torch.stack(run_parity_protocol(eng, parity_rollout))
+    torch.testing.assert_close(got, plain_frames, atol=2e-5, rtol=0)
+
+
+def test_fused_qkv_shares_storage_with_checkpoint_weights(parity_dir):
+    eng = WorldEngine(parity_dir, speedups=ONE_AT_A_TIME["fused_qkv"])
+    attn = eng.model.transformer.blocks[0].attn
+    assert attn.q_proj.weight.data_ptr() == attn.qkv_weight.data_ptr()
+    assert set(eng.model.state_dict()) == set(WorldEngine(parity_dir, speedups=PLAIN).model.state_dict())
+
+
+def test_compiled_passes_match_plain(parity_dir, parity_rollout, plain_frames):
+    """torch.compile(fullgraph=True, dynamic=False) of the denoise and cache passes (inductor on CPU here)."""
+    eng = WorldEngine(parity_dir, speedups=dataclasses.replace(PLAIN, compile=True))
+    got = torch.stack(run_parity_protocol(eng, parity_rollout))
+    torch.testing.assert_close(got, plain_frames, atol=1e-4, rtol=0)
+
+
+def test_bfloat16_runs_close_to_float32(parity_dir, parity_rollout, plain_frames):
+    eng = WorldEngine(parity_dir, dtype=torch.bfloat16)
+    got = torch.stack(run_parity_protocol(eng, parity_rollout))
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    rel = (got - plain_frames).norm() / plain_frames.norm()
+    assert rel < 0.05, f"bf16 relative error {rel:.3f}"
+
+
+def test_fewer_denoising_steps(parity_dir, parity_rollout):
+    eng = WorldEngine(parity_dir, n_denoise_steps=2)
+    assert eng.sigmas == [1.0, 0.73, 0.0]
+    z = eng.gen_latent(noise=parity_rollout["noise"][0])
+    assert z.shape == parity_rollout["noise"][0].shape and torch.isfinite(z).all()
+    with pytest.raises(ValueError, match=r"n_denoise_steps must be an integer in \[1, 4\]"):
+        WorldEngine(parity_dir, n_denoise_steps=5)
