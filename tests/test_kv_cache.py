@@ -99,3 +99,36 @@ def test_rollout_beyond_n_frames_is_shift_invariant(tmp_path):
         assert eng.frame_index()[0] == start + 30
     assert torch.isfinite(runs[1]).all()
     torch.testing.assert_close(runs[1], runs[0], atol=1e-4, rtol=0)
+
+
+def test_frame_causal_training_pass_equals_cached_inference():
+    """One teacher-forced pass over a clip (as in training) gives, frame by frame, what cached inference
+    gives: clean context frames at sigma 0 and a noisy last frame, with rings that wrap."""
+    from waypoint_gym.engine.kv_cache import FrameCausalMask, KVCache
+    from waypoint_gym.engine.world_engine import random_model
+
+    cfg = WaypointConfig(
+        d_model=64, n_heads=4, n_kv_heads=2, n_layers=4, mlp_ratio=2, channels=4, height=2, width=3,
+        patch=(2, 2), tokens_per_frame=6, n_frames=64, local_window=3, global_window=4, global_pinned_dilation=2,
+        global_attn_period=2, value_residual=True, n_buttons=8, prompt_embedding_dim=32,
+        prompt_conditioning_period=2, ctrl_conditioning_period=1,
+    )
+    model = random_model(cfg, seed=1)
+    B, n = 2, 13
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, n, *cfg.latent_shape, generator=g)
+    ctrl = torch.randn(B, n, cfg.n_buttons + 3, generator=g)
+    prompt = torch.randn(B, 5, cfg.prompt_embedding_dim, generator=g)
+    sigma = torch.zeros(B, n)
+    sigma[:, -1] = 0.6
+    t = torch.arange(n).expand(B, -1)
+    with torch.no_grad():
+        clip = model(x, sigma, t, ctrl, prompt, cache=FrameCausalMask(cfg, n))  # [B, F, C, H, W]
+        cache = KVCache(cfg, B)
+        for i in range(n):
+            last = i == n - 1
+            plan = cache.plan(None, commit=not last)
+            v = model(x[:, i], sigma[:, i], cache.frame, ctrl[:, i], prompt, plan, cache)
+            torch.testing.assert_close(v, clip[:, i], atol=1e-5, rtol=0, msg=f"frame {i}")
+            if not last:
+                cache.advance(plan)

@@ -65,7 +65,7 @@ def test_rope_angles_any_frame_index():
                          tokens_per_frame=15, n_frames=8, prompt_conditioning=None)
     spatial = spatial_angles(cfg)
     for t in (0, 7, 8, 1000, 123_457):  # far beyond n_frames
-        cos, sin = rope_tables(cfg, spatial, torch.tensor([t]))
+        cos, sin = rope_tables(cfg, spatial, torch.tensor([[t]]))
         for y, x in ((0, 0), (1, 3), (2, 4)):
             want = rope_reference(cfg, t, y, x)
             tok = y * cfg.width + x

@@ -35,16 +35,26 @@ class FramePlan:
     masks: dict = field(default_factory=dict)  # kind -> attention mask, built once per pass by the attention
 
 
+def ring_geometry(cfg: WaypointConfig) -> dict[str, RingGeometry]:
+    return {
+        "local": RingGeometry(cfg.local_window, 1),
+        "global": RingGeometry(cfg.global_window // cfg.global_pinned_dilation, cfg.global_pinned_dilation),
+    }
+
+
+def ring_position(t, g: RingGeometry):
+    """The ring slot of frame t's bucket, and whether frame t is stored (a write step)."""
+    bucket = (t + g.dilation - 1) // g.dilation
+    return bucket % g.n_slots, t % g.dilation == 0
+
+
 class KVCache(nn.Module):
     """Keys and values of past frames, [B, Hkv, (n_slots + 1) * T, Dh] per layer, plus per-env bookkeeping."""
 
     def __init__(self, cfg: WaypointConfig, batch_size: int, device=None, dtype=torch.float32):
         super().__init__()
         self.T = cfg.tokens_per_frame
-        self.geometry = {
-            "local": RingGeometry(cfg.local_window, 1),
-            "global": RingGeometry(cfg.global_window // cfg.global_pinned_dilation, cfg.global_pinned_dilation),
-        }
+        self.geometry = ring_geometry(cfg)
         self.kinds = ["global" if cfg.is_global(i) else "local" for i in range(cfg.n_layers)]
         for i, kind in enumerate(self.kinds):
             L = (self.geometry[kind].n_slots + 1) * self.T
@@ -74,9 +84,7 @@ class KVCache(nn.Module):
         for kind, g in self.geometry.items():
             written = getattr(self, f"written_{kind}")
             written = written if env_ids is None else written[env_ids]
-            bucket = (t + g.dilation - 1) // g.dilation
-            slot[kind] = bucket % g.n_slots
-            write_step[kind] = t % g.dilation == 0
+            slot[kind], write_step[kind] = ring_position(t, g)
             evicted = F.one_hot(slot[kind], g.n_slots).bool() & write_step[kind][:, None]
             tail = torch.ones_like(written[:, :1])
             visible[kind] = torch.cat([written & ~evicted, tail], dim=1)
@@ -127,3 +135,39 @@ def attention_sdpa(q, k, v, plan: FramePlan, kind: str, T: int) -> torch.Tensor:
     if mask is None:
         mask = plan.masks[kind] = plan.visible[kind].repeat_interleave(T, dim=1)[:, None, None, :]
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
+
+
+def frame_visibility(g: RingGeometry, n_frames: int) -> torch.Tensor:
+    """[F, F] bool: which earlier frames the ring lets frame i see (and i itself), by replaying the ring."""
+    held = [None] * g.n_slots  # the frame each slot holds
+    visible = torch.zeros(n_frames, n_frames, dtype=torch.bool)
+    for i in range(n_frames):
+        slot, write = ring_position(i, g)
+        for s, j in enumerate(held):
+            if j is not None and not (write and s == slot):
+                visible[i, j] = True
+        visible[i, i] = True
+        if write:
+            held[slot] = i
+    return visible
+
+
+class FrameCausalMask:
+    """Training's stand-in for the KV cache: a whole clip attends in one pass with the ring's visibility.
+
+    Frame i's tokens see all tokens of frame i and those of the earlier frames its layer's ring would hold
+    at inference (frames indexed from 0, as after a reset), so teacher-forced training and cached
+    autoregressive inference compute the same function.
+    """
+
+    def __init__(self, cfg: WaypointConfig, n_frames: int, device=None):
+        T = cfg.tokens_per_frame
+        self.kinds = ["global" if cfg.is_global(i) else "local" for i in range(cfg.n_layers)]
+        self.masks = {
+            kind: frame_visibility(g, n_frames).repeat_interleave(T, 0).repeat_interleave(T, 1).to(device)
+            for kind, g in ring_geometry(cfg).items()
+        }  # kind -> [F*T, F*T]
+
+    def attend(self, layer: int, q, k, v, plan=None) -> torch.Tensor:
+        mask = self.masks[self.kinds[layer]]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import WaypointConfig
-from .kv_cache import FramePlan, KVCache
+from .kv_cache import FrameCausalMask, FramePlan, KVCache
 
 
 def rms(x: torch.Tensor) -> torch.Tensor:
@@ -85,10 +85,12 @@ def temporal_angles(cfg: WaypointConfig, t: torch.Tensor) -> torch.Tensor:
 
 
 def rope_tables(cfg: WaypointConfig, spatial: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin of shape [B, 1, T, Dh/2] in float32 for the current frame of each environment."""
+    """cos, sin of shape [B, 1, F*T, Dh/2] in float32 for frame indices t [B, F]."""
+    B, n_frames = t.shape
     T = cfg.tokens_per_frame
-    spatial = spatial.to(t.device)
-    ang = torch.cat([spatial[None].expand(len(t), -1, -1), temporal_angles(cfg, t)[:, None].expand(-1, T, -1)], -1)
+    spatial = spatial.to(t.device)[None, None].expand(B, n_frames, -1, -1)  # [B, F, T, Dh/4]
+    temporal = temporal_angles(cfg, t.flatten()).view(B, n_frames, 1, -1).expand(-1, -1, T, -1)
+    ang = torch.cat([spatial, temporal], dim=-1).flatten(1, 2)  # [B, F*T, Dh/2]
     return ang.cos().float()[:, None], ang.sin().float()[:, None]
 
 
@@ -106,12 +108,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class FrameInputs:
     """Everything a block needs besides x, computed once per forward pass."""
 
-    rope: tuple[torch.Tensor, torch.Tensor]  # cos, sin [B, 1, T, Dh/2]
-    ctrl: torch.Tensor | None  # [B, D] control embedding
+    rope: tuple[torch.Tensor, torch.Tensor]  # cos, sin [B, 1, N, Dh/2]
+    ctrl: torch.Tensor | None  # [B, 1|N, D] control embedding (per frame, repeated per token for sequences)
     prompt: torch.Tensor | None  # [B, P, Dp] rms-normed prompt embedding
     prompt_mask: torch.Tensor | None  # [B, 1, 1, P] rows that exist for each env, None when all do
-    plan: FramePlan  # which ring slots each env sees and writes
-    cache: KVCache | None
+    plan: FramePlan | None  # which ring slots each env sees and writes
+    cache: KVCache | FrameCausalMask | None  # the KV cache at inference, the frame-causal mask in training
 
 
 def attention(q, k, v, mask) -> torch.Tensor:
@@ -195,9 +197,9 @@ class CtrlFusion(nn.Module):
         D = x.shape[-1]
         if self.split:
             w = self.mlp.fc1.weight
-            hidden = F.linear(rms(x), w[:, :D]) + F.linear(rms(c), w[:, D:])[:, None]
+            hidden = F.linear(rms(x), w[:, :D]) + F.linear(rms(c), w[:, D:])
         else:
-            cc = rms(c)[:, None].expand(-1, x.shape[1], -1)
+            cc = rms(c).expand(-1, x.shape[1], -1)
             hidden = self.mlp.fc1(torch.cat([rms(x), cc], dim=-1))
         return self.mlp.fc2(F.silu(hidden))
 
@@ -214,9 +216,9 @@ class CondHead(nn.Module):
             self.bias_in = nn.Parameter(torch.zeros(D))
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
-        """[B, D] -> [B, 6, D] = (s0, b0, g0, s1, b1, g1)."""
+        """[..., D] -> [..., 6, D] = (s0, b0, g0, s1, b1, g1)."""
         h = F.silu(cond + self.bias_in if self.has_bias_in else cond)
-        return torch.stack([proj(h) for proj in self.cond_proj], dim=1)
+        return torch.stack([proj(h) for proj in self.cond_proj], dim=-2)
 
 
 class Block(nn.Module):
@@ -232,7 +234,7 @@ class Block(nn.Module):
             self.ctrl_mlpfusion = CtrlFusion(cfg)
 
     def forward(self, x, mods, v1, inp: FrameInputs):
-        s0, b0, g0, s1, b1, g1 = (m[:, None] for m in mods.unbind(1))  # each [B, 1, D]
+        s0, b0, g0, s1, b1, g1 = mods.unbind(2)  # each [B, 1|N, D]
         a, v1 = self.attn(rms(x) * (1 + s0) + b0, v1, inp)
         x = x + g0 * a
         if hasattr(self, "prompt_cross_attn") and inp.prompt is not None:
@@ -262,8 +264,14 @@ class OutNorm(nn.Module):
 class Conditioning:
     """Per-environment noise-level conditioning: the block modulations and the output head's (a, b)."""
 
-    blocks: list[torch.Tensor]  # n_layers x [B, 6, D]
-    out: torch.Tensor  # [B, 2, D]
+    blocks: list[torch.Tensor]  # n_layers x [B, F, 6, D]
+    out: torch.Tensor  # [B, F, 2, D]
+
+    def per_token(self, T: int) -> Conditioning:
+        """Repeat each frame's modulations over its T tokens: [B, F, ...] -> [B, F*T, ...] (F = 1 broadcasts)."""
+        if self.out.shape[1] == 1:
+            return self
+        return Conditioning([m.repeat_interleave(T, dim=1) for m in self.blocks], self.out.repeat_interleave(T, 1))
 
 
 class WaypointModel(nn.Module):
@@ -289,41 +297,46 @@ class WaypointModel(nn.Module):
 
     # -- step 2: the noise level
     def conditioning(self, sigma: torch.Tensor) -> Conditioning:
-        """[B] sigma -> the modulations every block and the output head use (cacheable per sigma)."""
+        """[B, F] sigma -> the modulations every block and the output head use (cacheable per sigma)."""
         dtype = self.out_norm.fc.weight.dtype
-        cond = self.denoise_step_emb(sigma_features(sigma).to(dtype))  # [B, D]
+        cond = self.denoise_step_emb(sigma_features(sigma.flatten()).to(dtype)).view(*sigma.shape, -1)  # [B, F, D]
         blocks = [blk.cond_head(cond) for blk in self.transformer.blocks]
-        out = self.out_norm.fc(F.silu(cond)).unflatten(-1, (2, -1))  # [B, 2, D]
+        out = self.out_norm.fc(F.silu(cond)).unflatten(-1, (2, -1))  # [B, F, 2, D]
         return Conditioning(blocks, out)
 
     # -- step 3: controls
     def embed_controls(self, ctrl: torch.Tensor) -> torch.Tensor:
-        """[B, 2 + n_buttons + 1] = concat(mouse, buttons, scroll) -> [B, D]."""
+        """[B, F, 2 + n_buttons + 1] = concat(mouse, buttons, scroll) -> [B, F, D]."""
         return self.ctrl_emb(ctrl.to(self.out_norm.fc.weight.dtype))
 
     def forward(
         self,
-        x: torch.Tensor,  # [B, C, H, W] noisy latent
-        sigma: torch.Tensor,  # [B]
-        t: torch.Tensor,  # [B] frame index (temporal position)
-        ctrl: torch.Tensor | None,  # [B, n_buttons + 3]
+        x: torch.Tensor,  # [B, C, H, W] one noisy frame, or [B, F, C, H, W] a sequence (training)
+        sigma: torch.Tensor,  # [B] or [B, F] noise level of each frame
+        t: torch.Tensor,  # [B] or [B, F] frame index (temporal position)
+        ctrl: torch.Tensor | None,  # [B, n_buttons + 3] or [B, F, n_buttons + 3]
         prompt: torch.Tensor | None,  # [B, P, Dp] (pad rows zero)
         plan: FramePlan | None = None,
-        cache: KVCache | None = None,
+        cache: KVCache | FrameCausalMask | None = None,
         prompt_mask: torch.Tensor | None = None,  # [B, P] bool rows that exist, None when all do
         cond: Conditioning | None = None,  # precomputed noise conditioning, else computed from sigma
     ) -> torch.Tensor:
         cfg = self.cfg
-        B, C, H, W = x.shape
-        ph, pw = cfg.patch
+        one_frame = x.ndim == 4
+        if one_frame:  # the inference shape: one frame per env, its history in the KV cache
+            x, sigma, t = x[:, None], sigma[:, None], t[:, None]
+            ctrl = None if ctrl is None else ctrl[:, None]
+        B, n_frames, C, H, W = x.shape
+        T, (ph, pw) = cfg.tokens_per_frame, cfg.patch
         dtype = self.patchify.weight.dtype
-        # 1. tokens [B, T, D], token index = y * width + x
-        h = self.patchify(x.to(dtype)).flatten(2).transpose(1, 2)
-        # 2-3. conditioning
-        cond = self.conditioning(sigma) if cond is None else cond
+        # 1. tokens [B, F*T, D], frame-major, token index within a frame = y * width + x
+        h = self.patchify(x.flatten(0, 1).to(dtype)).flatten(2).transpose(1, 2).reshape(B, n_frames * T, -1)
+        # 2-3. conditioning, per frame, repeated over each frame's tokens
+        cond = (self.conditioning(sigma) if cond is None else cond).per_token(T)
+        c = self.embed_controls(ctrl) if ctrl is not None and cfg.ctrl_conditioning else None
         inp = FrameInputs(
             rope=rope_tables(cfg, self.rope_spatial, t),
-            ctrl=self.embed_controls(ctrl) if ctrl is not None and cfg.ctrl_conditioning else None,
+            ctrl=None if c is None else c if n_frames == 1 else c.repeat_interleave(T, dim=1),
             prompt=rms(prompt.to(dtype)) if prompt is not None and cfg.prompt_conditioning else None,
             prompt_mask=None if prompt_mask is None else prompt_mask[:, None, None, :],
             plan=plan,
@@ -333,9 +346,10 @@ class WaypointModel(nn.Module):
         v1 = None
         for blk, mods in zip(self.transformer.blocks, cond.blocks):
             h, v1 = blk(h, mods, v1, inp)
-        # 5. output head -> velocity [B, C, H, W]
-        a, b = cond.out[:, 0, None], cond.out[:, 1, None]
+        # 5. output head -> velocity [B, (F,) C, H, W]
+        a, b = cond.out.unbind(2)  # each [B, 1|N, D]
         h = F.silu(rms(h) * (1 + a) + b)
-        y = self.unpatchify(h)  # [B, T, C*ph*pw]
-        y = y.view(B, cfg.height, cfg.width, C, ph, pw).permute(0, 3, 1, 4, 2, 5)
-        return y.reshape(B, C, H, W)
+        y = self.unpatchify(h)  # [B, F*T, C*ph*pw]
+        y = y.view(B, n_frames, cfg.height, cfg.width, C, ph, pw).permute(0, 1, 4, 2, 5, 3, 6)
+        y = y.reshape(B, n_frames, C, H, W)
+        return y[:, 0] if one_frame else y

@@ -66,9 +66,9 @@ def split_ctrl_fusion(model: WaypointModel) -> None:
 
 @torch.no_grad()
 def conditioning_table(model: WaypointModel, sigmas: list[float]) -> dict[float, Conditioning]:
-    """sigma -> the modulations for one environment ([1, 6, D] per block); expand over the batch at use."""
+    """sigma -> the modulations for one environment ([1, 1, 6, D] per block); expand over the batch at use."""
     device = model.out_norm.fc.weight.device
-    return {s: model.conditioning(torch.tensor([s], device=device)) for s in sorted(set(sigmas))}
+    return {s: model.conditioning(torch.tensor([[s]], device=device)) for s in sorted(set(sigmas))}
 
 
 def attention_flex(q, k, v, plan: FramePlan, kind: str, T: int) -> torch.Tensor:

@@ -314,7 +314,7 @@ class WorldEngine:
         if self._cond_table is None:
             return sigma, None
         c = self._cond_table[s]
-        return sigma, Conditioning([m.expand(n, -1, -1) for m in c.blocks], c.out.expand(n, -1, -1))
+        return sigma, Conditioning([m.expand(n, -1, -1, -1) for m in c.blocks], c.out.expand(n, -1, -1, -1))
 
     def _prompt(self, ids) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The selected envs' prompt rows [n, P, Dp], and which rows exist [n, P] when prompts differ in length."""
