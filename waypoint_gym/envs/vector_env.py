@@ -1,0 +1,347 @@
+"""WaypointVectorEnv: N environments in one batched forward pass of one WorldEngine, and its SB3 adapter."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from time import perf_counter
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+
+from .rewards import RewardFn, make_reward_fn
+from .spaces import action_space, check_actions
+from .world_env import Prompt, WorldBatch, check_max_episode_steps, describe_prompt, episode_options
+
+log = logging.getLogger(__name__)
+
+
+class WaypointVectorEnv(VectorEnv):
+    """`num_envs` copies of WaypointWorldEnv that share one model: each step is one batched forward pass.
+
+    Every sub-environment has its own history (KV cache rows), frame index, prompt, seed frames and random
+    generator, so its rollout equals that of a WaypointWorldEnv with the same arguments and seed (up to
+    float rounding of batched matrix products). The arguments are WaypointWorldEnv's, with `num_envs` and:
+
+    - `prompt`: one prompt for all, or a list of `num_envs` (per env; entries may be None);
+    - `seed_frames`: one image or an array [n, H, W, 3] for all, or a list of `num_envs` entries (each None,
+      an image, or a sequence of images) per env.
+
+    With `timing`, `info["step_time"]` is the wall-clock seconds of the whole batched step, the same for every env.
+
+    `reset(seed, options)`: an int seed gives env i the seed `seed + i`, a list gives one each; `options`
+    may hold `prompt` and `seed_frames` as above, and `reset_mask` (bool [num_envs]) to reset some envs only.
+    Autoreset is Gymnasium's next-step mode: the step after an env ends resets it (its action is ignored,
+    reward 0), back to the constructor's prompt and seed frames.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 30, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        model: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str = torch.float32,
+        prompt: Prompt | list[Prompt] = None,
+        seed_frames: Any = None,
+        keys: Sequence[str] | None = None,
+        mouse_scale: float | None = None,
+        n_denoise_steps: int | None = None,
+        obs_size: int | tuple[int, int] | None = None,
+        max_episode_steps: int | None = None,
+        reward_fn: RewardFn | str | None = None,
+        render_mode: str | None = None,
+        prompt_encoder: Callable | None = None,
+        timing: bool = False,
+    ):
+        self._init_kwargs = dict(
+            num_envs=num_envs, model=model, device=device, dtype=dtype, prompt=prompt, seed_frames=seed_frames,
+            keys=keys, mouse_scale=mouse_scale, n_denoise_steps=n_denoise_steps, obs_size=obs_size,
+            max_episode_steps=max_episode_steps, reward_fn=reward_fn, render_mode=render_mode,
+            prompt_encoder=prompt_encoder, timing=timing,
+        )
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.num_envs = int(num_envs)
+        self.render_mode = render_mode
+        self.max_episode_steps = check_max_episode_steps(max_episode_steps)
+        self.reward_fn = make_reward_fn(reward_fn)
+        self.world = WorldBatch(
+            model, device, dtype, self.num_envs, keys, mouse_scale, n_denoise_steps, obs_size, prompt_encoder
+        )
+        self.engine = self.world.engine
+        self.keys = self.world.keys
+        self.single_action_space = action_space(len(self.keys))
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.single_observation_space = spaces.Box(0, 255, (*self.world.obs_size, 3), np.uint8)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.prompts = self._per_env_prompts(prompt)
+        for p in self.prompts:
+            self.world.prompt_rows(p)  # encode text prompts now, so a missing encoder fails here
+        self.seed_frames = self._per_env_frames(seed_frames)
+
+        n = self.num_envs
+        self._rngs: list[np.random.Generator | None] = [None] * n
+        self._frames = np.zeros((n, *self.world.frame_size, 3), np.uint8)
+        self._obs = np.zeros(self.observation_space.shape, np.uint8)
+        self._latents = torch.zeros(n, *self.world.latent_shape)
+        self._episode_prompts: list[Prompt] = [None] * n
+        self._steps = np.zeros(n, np.int64)
+        self._autoreset = np.zeros(n, bool)
+        self._started = np.zeros(n, bool)
+        self._window: str | None = None
+        self.timing = bool(timing)
+        self.step_time = 0.0
+
+    # ------------------------------------------------------------------------------------ per-env inputs
+
+    def _per_env_prompts(self, prompt: Any) -> list[Prompt]:
+        if isinstance(prompt, (list, tuple)):
+            if len(prompt) != self.num_envs:
+                raise ValueError(f"a list of prompts must have one per env ({self.num_envs}), got {len(prompt)}")
+            return [self.world.check_prompt(p) for p in prompt]
+        return [self.world.check_prompt(prompt)] * self.num_envs
+
+    def _per_env_frames(self, frames: Any) -> list[np.ndarray | None]:
+        if isinstance(frames, list):
+            if len(frames) != self.num_envs:
+                raise ValueError(
+                    f"a list of seed_frames gives one entry per env ({self.num_envs}), got {len(frames)}; "
+                    "for one sequence shared by all envs pass an array [n, H, W, 3]"
+                )
+            return [self.world.check_seed_frames(f) for f in frames]
+        return [self.world.check_seed_frames(frames)] * self.num_envs
+
+    def _rng(self, i: int) -> np.random.Generator:
+        if self._rngs[i] is None:
+            self._rngs[i], _ = seeding.np_random()
+        return self._rngs[i]
+
+    # ------------------------------------------------------------------------------------ Gymnasium API
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        n = self.num_envs
+        opts = episode_options(None, None, options, extra=("reset_mask",))
+        mask = opts.get("reset_mask")
+        if mask is None:
+            mask = np.ones(n, bool)
+        elif not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (n,) or not mask.any():
+            raise ValueError(f"options['reset_mask'] must be a bool array of shape ({n},) with a True, got {mask!r}")
+        if seed is None or isinstance(seed, (int, np.integer)):
+            seeds = [None if seed is None else int(seed) + i for i in range(n)]
+        elif isinstance(seed, (Sequence, np.ndarray)) and len(seed) == n:
+            seeds = [None if s is None else int(s) for s in seed]
+        else:
+            raise ValueError(f"seed must be None, an int, or a list of {n} seeds (one per env), got {seed!r}")
+        rows = [int(i) for i in np.flatnonzero(mask)]
+        # None, or a None entry of a per-env list, falls back to the constructor's prompt and seed frames.
+        prompts = self._per_env_prompts(opts.get("prompt"))
+        prompts = [d if p is None else p for p, d in zip(prompts, self.prompts)]
+        frames = self._per_env_frames(opts.get("seed_frames"))
+        frames = [d if f is None else f for f, d in zip(frames, self.seed_frames)]
+        for i in rows:
+            if seeds[i] is not None:
+                self._rngs[i], _ = seeding.np_random(seeds[i])
+        if isinstance(seed, (int, np.integer)):
+            super().reset(seed=int(seed))
+        t0 = perf_counter()
+        self._start(rows, [prompts[i] for i in rows], [frames[i] for i in rows])
+        self._autoreset[rows] = False
+        return self._obs.copy(), self._infos(rows, perf_counter() - t0)
+
+    def _start(self, rows: list[int], prompts: list[Prompt], frames: list[np.ndarray | None]) -> None:
+        first, latents = self.world.start(rows, prompts, frames)
+        for j, i in enumerate(rows):
+            self._frames[i] = first[j]
+            self._obs[i] = self.world.observe(first[j])
+            self._latents[i] = latents[j]
+            self._episode_prompts[i] = prompts[j]
+        self._steps[rows] = 0
+        self._started[rows] = True
+
+    def step(
+        self, actions: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if not self._started.all():
+            never = np.flatnonzero(~self._started).tolist()
+            raise RuntimeError(f"call reset() before step() (envs {never} were never reset)")
+        n = self.num_envs
+        pressed, mouse = check_actions(actions, len(self.keys), batch=n)
+        stepping = [int(i) for i in np.flatnonzero(~self._autoreset)]
+        resetting = [int(i) for i in np.flatnonzero(self._autoreset)]
+        rewards = np.zeros(n, np.float64)
+        terminated = np.zeros(n, bool)
+        truncated = np.zeros(n, bool)
+        t0 = perf_counter()
+        if stepping:
+            shape = self.world.latent_shape
+            noise = np.stack([self._rng(i).standard_normal(shape, dtype=np.float32) for i in stepping])
+            ctrls = [self.world.ctrl(pressed[i], mouse[i]) for i in stepping]
+            frames, latents = self.world.generate(None if len(stepping) == n else stepping, ctrls, noise)
+        if resetting:
+            self._start(resetting, [self.prompts[i] for i in resetting], [self.seed_frames[i] for i in resetting])
+        seconds = perf_counter() - t0
+        infos = self._infos(list(range(n)), seconds)
+        for j, i in enumerate(stepping):
+            prev_obs, prev_latent = self._obs[i].copy(), self._latents[i].clone()
+            self._frames[i] = frames[j]
+            self._obs[i] = self.world.observe(frames[j])
+            self._latents[i] = latents[j]
+            self._steps[i] += 1
+            action = {k: np.asarray(v)[i] for k, v in actions.items()}
+            info = {k: v[i] for k, v in infos.items() if not k.startswith("_")}
+            info.update(latent=latents[j], prev_latent=prev_latent)
+            rewards[i] = self.reward_fn(prev_obs, action, self._obs[i], info)
+        if self.max_episode_steps is not None:
+            truncated[stepping] = self._steps[stepping] >= self.max_episode_steps
+        self._autoreset = terminated | truncated
+        if self.render_mode == "human":
+            self.render()
+        return self._obs.copy(), rewards, terminated, truncated, infos
+
+    def _infos(self, rows: list[int], seconds: float) -> dict[str, Any]:
+        """Gymnasium's vector info layout: an array per key and a `_key` mask of the envs that report it."""
+        n = self.num_envs
+        mask = np.zeros(n, bool)
+        mask[rows] = True
+        prompts = np.full(n, None, dtype=object)
+        for i in rows:
+            prompts[i] = describe_prompt(self._episode_prompts[i])
+        self.step_time = seconds
+        infos = {
+            "frame_index": np.where(mask, self.engine.frame_index(), 0), "_frame_index": mask,
+            "prompt": prompts, "_prompt": mask.copy(),
+        }
+        if self.timing:
+            infos.update(step_time=np.where(mask, seconds, 0.0), _step_time=mask.copy())
+        return infos
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() without a render_mode: pass render_mode='rgb_array' or 'human'")
+            return None
+        if self.render_mode == "rgb_array":
+            return tuple(f.copy() for f in self._frames)
+        self._window = self._window or f"Waypoint x{self.num_envs} ({id(self):x})"
+        cv2.imshow(self._window, cv2.cvtColor(cv2.hconcat(list(self._frames)), cv2.COLOR_RGB2BGR))
+        cv2.waitKey(1)
+        return None
+
+    def close_extras(self, **kwargs: Any) -> None:
+        if self._window is not None:
+            cv2.destroyWindow(self._window)
+            self._window = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"init_kwargs": self._init_kwargs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["init_kwargs"])
+
+
+# ---------------------------------------------------------------------------------------- stable-baselines3
+
+
+def _unbatch_infos(infos: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Gymnasium's vector info dict (arrays plus `_key` masks) -> SB3's list of one dict per env."""
+    out: list[dict[str, Any]] = [{} for _ in range(n)]
+    for key, value in infos.items():
+        if key.startswith("_"):
+            continue
+        mask = infos.get(f"_{key}", np.ones(n, bool))
+        parts = _unbatch_infos(value, n) if isinstance(value, dict) else value
+        for i in range(n):
+            if mask[i]:
+                out[i][key] = parts[i].item() if isinstance(parts[i], np.generic) else parts[i]
+    return out
+
+
+def _take(obs: Any, i: int) -> Any:
+    return {k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i]
+
+
+def _where(mask: np.ndarray, new: Any, old: Any) -> Any:
+    if isinstance(new, dict):
+        return {k: _where(mask, new[k], old[k]) for k in new}
+    return np.where(mask.reshape(-1, *([1] * (new.ndim - 1))), new, old)
+
+
+class SB3VecEnv(VecEnv):
+    """Hands a Gymnasium VectorEnv (e.g. WaypointVectorEnv under an action wrapper) to stable-baselines3.
+
+    SB3 resets an env in the step that ends it and reports the last observation as
+    `info["terminal_observation"]`; this adapter does that with a partial `reset(options={"reset_mask": done})`,
+    so the vector env's own next-step autoreset never fires. Truncations are reported as
+    `info["TimeLimit.truncated"]`. Wrap it in `VecMonitor` for episode statistics.
+    """
+
+    def __init__(self, venv: gym.vector.VectorEnv):
+        self.venv = venv
+        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> Any:
+        seed = None if all(s is None for s in self._seeds) else list(self._seeds)
+        options = None
+        if any(self._options):  # SB3 keeps options per env; pass them on as per-env lists
+            options = {k: [o.get(k) for o in self._options] for k in {k for o in self._options for k in o}}
+        obs, info = self.venv.reset(seed=seed, options=options)
+        self.reset_infos = _unbatch_infos(info, self.num_envs)
+        self._reset_seeds()
+        self._reset_options()
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, terminated, truncated, info = self.venv.step(self._actions)
+        dones = terminated | truncated
+        infos = _unbatch_infos(info, self.num_envs)
+        for i in range(self.num_envs):
+            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+        if dones.any():
+            for i in np.flatnonzero(dones):
+                infos[i]["terminal_observation"] = _take(obs, i)
+            reset_obs, reset_info = self.venv.reset(options={"reset_mask": dones})
+            obs = _where(dones, reset_obs, obs)
+            for i, ri in enumerate(_unbatch_infos(reset_info, self.num_envs)):
+                if dones[i]:
+                    self.reset_infos[i] = ri
+        return obs, np.asarray(rewards, np.float32), dones, infos
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        frames = self.venv.render() if self.venv.render_mode == "rgb_array" else None
+        return list(frames) if frames is not None else [None] * self.num_envs
+
+    # The batched env is one object: attributes and methods are the vector env's, reported once per env.
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self.venv, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self.venv, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
+        return [result for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
