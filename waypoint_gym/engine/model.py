@@ -320,6 +320,7 @@ class WaypointModel(nn.Module):
         cache: KVCache | FrameCausalMask | None = None,
         prompt_mask: torch.Tensor | None = None,  # [B, P] bool rows that exist, None when all do
         cond: Conditioning | None = None,  # precomputed noise conditioning, else computed from sigma
+        ctrl_null: torch.Tensor | None = None,  # [B] bool: use the null control embedding (CFG, training)
     ) -> torch.Tensor:
         cfg = self.cfg
         one_frame = x.ndim == 4
@@ -334,6 +335,8 @@ class WaypointModel(nn.Module):
         # 2-3. conditioning, per frame, repeated over each frame's tokens
         cond = (self.conditioning(sigma) if cond is None else cond).per_token(T)
         c = self.embed_controls(ctrl) if ctrl is not None and cfg.ctrl_conditioning else None
+        if c is not None and ctrl_null is not None:
+            c = torch.where(ctrl_null[:, None, None], self.ctrl_cfg.null_emb, c)
         inp = FrameInputs(
             rope=rope_tables(cfg, self.rope_spatial, t),
             ctrl=None if c is None else c if n_frames == 1 else c.repeat_interleave(T, dim=1),

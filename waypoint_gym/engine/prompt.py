@@ -52,4 +52,8 @@ class T5PromptEncoder:
 def load_prompt_encoder(uri: str, checkpoint_dir: Path | None, device="cpu", dtype=torch.float32) -> PromptEncoder:
     """The encoder named by a checkpoint's `prompt_encoder_uri` (a folder beside the checkpoint, or a hub id)."""
     local = checkpoint_dir / uri if checkpoint_dir is not None else None
+    if local is not None and (local / "prompt_encoder.yaml").is_file():  # a caption encoder we trained
+        from waypoint_gym.training.prompt_encoder import CaptionEncoder
+
+        return CaptionEncoder.from_pretrained(local, device=device, dtype=dtype)
     return T5PromptEncoder(str(local) if local is not None and local.is_dir() else uri, device=device, dtype=dtype)

@@ -59,12 +59,14 @@ def random_model(cfg: WaypointConfig | str, device="cpu", dtype=torch.float32, s
     return model.to(dtype).eval().requires_grad_(False)
 
 
-def save_checkpoint(folder: str | os.PathLike, cfg: WaypointConfig, model: WaypointModel) -> Path:
+def save_checkpoint(
+    folder: str | os.PathLike, cfg: WaypointConfig, model: WaypointModel, dtype: torch.dtype | None = None
+) -> Path:
     """Write config.yaml and model.safetensors in the public layout (shared tensors stored under every block)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cfg.save_yaml(folder / "config.yaml")
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to(dtype or v.dtype).cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, folder / "model.safetensors")
     return folder
 
@@ -138,7 +140,8 @@ class WorldEngine:
             self.speedups.compile = bool(compile)
         self.cache = KVCache(cfg, batch_size, self.device, dtype)
         self.generator = torch.Generator(self.device)
-        self.generator.manual_seed(seed if seed is not None else torch.seed())
+        # Without a seed, fresh entropy (torch.seed() would also re-seed torch's global generator).
+        self.generator.manual_seed(seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
         self.autoencoder = self._load_autoencoder()
         self._prompt_encoder = None
         # Per-env prompt rows [B, P, Dp] (pad rows zero) and how many rows each env's prompt has.

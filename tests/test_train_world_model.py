@@ -1,0 +1,85 @@
+"""World-model training: a tiny model learns a toy dynamics, exports, and loads through WorldEngine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from waypoint_gym.engine import WaypointConfig, WorldEngine, random_checkpoint
+from waypoint_gym.engine.model import WaypointModel
+from waypoint_gym.training.export import export_checkpoint
+from waypoint_gym.training.prompt_encoder import CaptionEncoder
+from waypoint_gym.training.world_model import (
+    WorldModelTraining,
+    control_vectors,
+    sample_sigmas,
+    teacher_forced_error,
+    train_world_model,
+)
+
+CAPTIONS = ["a red room", "a blue cave"]
+KEYS = ["A", "D"]
+
+
+def toy_data(n_segments=64, length=8, seed=0):
+    """Frame t+1 is frame t rolled one column right (D) or left (A); the prompt sets the sign of frame 0."""
+    rng = np.random.default_rng(seed)
+    C, h, w = 4, 4, 4
+    keys = (rng.random((n_segments, length, 2)) < 0.5).astype(np.uint8)
+    keys[:, 0] = 0
+    prompts = np.array([CAPTIONS[i % 2] for i in range(n_segments)])
+    lat = np.zeros((n_segments, length, C, h, w), np.float32)
+    sign = np.where(prompts == CAPTIONS[0], 1, -1)[:, None, None, None]
+    lat[:, 0] = np.abs(rng.normal(size=(n_segments, C, h, w))) * sign
+    for t in range(1, length):
+        shift = keys[:, t, 1].astype(int) - keys[:, t, 0].astype(int)
+        lat[:, t] = np.stack([np.roll(lat[i, t - 1], shift[i], axis=-1) for i in range(n_segments)])
+    return dict(latents=lat, keys=keys, mouse=np.zeros((n_segments, length, 2), np.float32), prompt=prompts,
+                length=np.full(n_segments, length))
+
+
+CFG = dict(
+    d_model=64, n_heads=2, n_kv_heads=1, n_layers=2, mlp_ratio=2, channels=4, height=2, width=2, patch=(2, 2),
+    tokens_per_frame=4, n_frames=32, local_window=4, global_window=4, global_pinned_dilation=2,
+    global_attn_period=2, n_buttons=256, prompt_embedding_dim=32, prompt_conditioning_period=1,
+    ctrl_conditioning_period=1, scheduler_sigmas=[1.0, 0.5, 0.0],
+)
+
+
+def test_control_vectors_place_keys_at_their_keycodes():
+    v = control_vectors(np.array([[1, 0]]), np.array([[0.5, -0.25]]), ["W", "SPACE"], 256)
+    assert v.shape == (1, 259) and v[0, 2 + 87] == 1 and v[0, 2 + 32] == 0 and v[0, :2].tolist() == [0.5, -0.25]
+
+
+def test_sigma_sampling_keeps_clean_context_out_of_the_loss():
+    tc = WorldModelTraining(clean_context_prob=1.0, context_noise=0.05)
+    sigma, carries = sample_sigmas(256, 10, [1.0, 0.5, 0.0], tc, torch.Generator().manual_seed(0), "cpu")
+    assert (sigma[~carries] <= 0.05).all() and carries[:, -1].all() and (sigma >= 0).all() and (sigma <= 1).all()
+
+
+def test_training_learns_resumes_and_exports(tmp_path):
+    data = toy_data()
+    cfg = WaypointConfig(**CFG)
+    tc = WorldModelTraining(steps=200, batch_size=16, clip_frames=6, warmup=10, lr=1e-3, ema_decay=0.95,
+                            log_every=50, ckpt_every=100)
+    torch.manual_seed(0)
+    untrained = teacher_forced_error(WaypointModel(cfg), CaptionEncoder.for_captions(CAPTIONS, 32), data, KEYS, 6)
+    tc_half = WorldModelTraining(**{**tc.__dict__, "steps": 100})
+    train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg, tc_half)
+    model, encoder = train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg, tc)  # resumes at step 100
+    log = [line for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if line]
+    assert [int(line.split('"step": ')[1].split(",")[0]) for line in log] == [50, 100, 150, 200]
+    trained = teacher_forced_error(model, encoder, data, KEYS, 6)
+    assert trained < 0.5 * untrained, (trained, untrained)
+
+    ae_dir = random_checkpoint(tmp_path / "ae_src", WaypointConfig(**CFG), image_size=(16, 16)) / "autoencoder"
+    out = export_checkpoint(tmp_path / "world", model, ae_dir, encoder)
+    assert {p.name for p in out.iterdir()} >= {"config.yaml", "model.safetensors", "autoencoder", "prompt_encoder"}
+    eng = WorldEngine(out, batch_size=2, seed=0)
+    eng.set_prompt(CAPTIONS)  # through the exported caption encoder
+    eng.append_frame(np.zeros((2, 16, 16, 3), np.uint8))
+    frames = eng.gen_frame()
+    assert frames.shape == (2, 16, 16, 3) and frames.dtype == np.uint8
+    with pytest.raises(TypeError, match="prompt must be a str"):
+        eng.set_prompt(None)

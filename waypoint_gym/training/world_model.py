@@ -1,0 +1,209 @@
+"""Diffusion-forcing training of a Waypoint-format world model on cached latents.
+
+Each training clip is the first F frames of a recorded segment (frame 0 is a reset, as after
+`WorldEngine.reset`). Every frame gets its own noise level; the model sees the whole clip in one pass with
+the ring's frame-causal mask (`FrameCausalMask`), so what it learns is exactly what cached inference runs.
+The target is the rectified-flow velocity noise - x0, with x_sigma = (1 - sigma) x0 + sigma noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from waypoint_gym.engine.config import WaypointConfig
+from waypoint_gym.engine.keycodes import keycode
+from waypoint_gym.engine.kv_cache import FrameCausalMask
+from waypoint_gym.engine.model import WaypointModel
+
+from .prompt_encoder import CaptionEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorldModelTraining:
+    steps: int = 2000
+    batch_size: int = 16
+    clip_frames: int = 12
+    lr: float = 4e-4
+    warmup: int = 100
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    schedule_sigma_prob: float = 0.5  # share of target frames whose sigma is one of the schedule's (else U(0,1))
+    clean_context_prob: float = 0.5  # share of clips whose frames before a random cut are (nearly) clean
+    context_noise: float = 0.05  # max sigma of "clean" context frames (noise augmentation)
+    ctrl_dropout: float = 0.1  # classifier-free-guidance dropout to the null embeddings
+    prompt_dropout: float = 0.1
+    seed: int = 0
+    device: str = "cpu"
+    log_every: int = 25
+    ckpt_every: int = 200
+
+
+def control_vectors(keys: np.ndarray, mouse: np.ndarray, key_names: list[str], n_buttons: int) -> np.ndarray:
+    """Recorded actions [..., K] 0/1 and mouse [..., 2] -> controls [..., 2 + n_buttons + 1] (mouse, buttons, scroll)."""
+    out = np.zeros((*keys.shape[:-1], n_buttons + 3), np.float32)
+    out[..., :2] = mouse
+    for k, name in enumerate(key_names):
+        out[..., 2 + keycode(name)] = keys[..., k]
+    return out
+
+
+class ClipSampler:
+    """Random training clips (the first F frames of random segments) as tensors on the training device."""
+
+    def __init__(self, data: dict, key_names: list[str], cfg: WaypointConfig, clip_frames: int, seed: int, device):
+        lengths = np.asarray(data["length"])
+        self.segments = np.flatnonzero(lengths >= clip_frames)
+        if len(self.segments) == 0:
+            raise ValueError(f"no recorded segment has {clip_frames} frames")
+        self.latents = data["latents"]  # [S, L, C, h, w]
+        self.ctrl = control_vectors(data["keys"], data["mouse"], key_names, cfg.n_buttons)  # [S, L, nb + 3]
+        self.prompts = [str(p) for p in data["prompt"]]
+        self.F, self.device = clip_frames, device
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch: int):
+        idx = self.rng.choice(self.segments, size=batch)
+        x0 = torch.as_tensor(np.asarray(self.latents[idx, : self.F]), dtype=torch.float32, device=self.device)
+        ctrl = torch.as_tensor(self.ctrl[idx, : self.F], device=self.device)
+        return x0, ctrl, [self.prompts[i] for i in idx]
+
+
+def sample_sigmas(n: int, F: int, sched: list[float], tc: WorldModelTraining, g: torch.Generator, device):
+    """[n, F] noise levels for diffusion forcing; returns sigmas and a mask of frames that carry loss."""
+    uniform = torch.rand(n, F, generator=g)
+    from_schedule = torch.tensor(sched[:-1])[torch.randint(len(sched) - 1, (n, F), generator=g)]
+    pick = torch.rand(n, F, generator=g) < tc.schedule_sigma_prob
+    sigma = torch.where(pick, from_schedule, uniform)
+    # Some clips look like inference: clean (lightly noised) context up to a cut, noisy frames after it.
+    cut = torch.randint(0, F, (n, 1), generator=g)
+    clean_clip = torch.rand(n, 1, generator=g) < tc.clean_context_prob
+    context = clean_clip & (torch.arange(F)[None] < cut)
+    sigma = torch.where(context, torch.rand(n, F, generator=g) * tc.context_noise, sigma)
+    return sigma.to(device), (~context).to(device)
+
+
+def lr_at(step: int, tc: WorldModelTraining) -> float:
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    progress = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
+    return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train_world_model(
+    data: dict,
+    key_names: list[str],
+    captions: list[str],
+    run_dir: str | Path,
+    cfg: WaypointConfig,
+    tc: WorldModelTraining | None = None,
+) -> tuple[WaypointModel, CaptionEncoder]:
+    """Train (or resume) in `run_dir`; returns the EMA model and the caption encoder."""
+    tc = tc or WorldModelTraining()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(tc.device)
+    torch.manual_seed(tc.seed)
+    model = WaypointModel(cfg).to(device)
+    encoder = CaptionEncoder.for_captions(captions, cfg.prompt_embedding_dim).to(device)
+    params = list(model.parameters()) + list(encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+    ema = copy.deepcopy(model).requires_grad_(False)
+    step = 0
+    state_path = run_dir / "train_state.pt"
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        encoder.load_state_dict(state["encoder"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        log.info("resumed %s at step %d", run_dir, step)
+    (run_dir / "config.json").write_text(json.dumps({"model": cfg.to_dict(), "training": asdict(tc)}, indent=2))
+
+    sampler = ClipSampler(data, key_names, cfg, tc.clip_frames, tc.seed + step, device)
+    mask = FrameCausalMask(cfg, tc.clip_frames, device)
+    t = torch.arange(tc.clip_frames, device=device).expand(tc.batch_size, -1)
+    g = torch.Generator().manual_seed(tc.seed * 1000 + step)
+    cuda = device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    log_file = open(run_dir / "log.jsonl", "a")
+    bar = tqdm(total=tc.steps, initial=step, desc="world model", unit="step")
+    t0, losses = time.time(), []
+    while step < tc.steps:
+        x0, ctrl, prompts = sampler.sample(tc.batch_size)
+        B = x0.shape[0]
+        sigma, carries_loss = sample_sigmas(B, tc.clip_frames, cfg.scheduler_sigmas, tc, g, device)
+        noise = torch.randn(x0.shape, generator=g).to(device)
+        s = sigma[..., None, None, None]
+        x = (1 - s) * x0 + s * noise
+        emb, pad = encoder(prompts)
+        drop_prompt = (torch.rand(B, generator=g) < tc.prompt_dropout).to(device)
+        null_prompt = torch.zeros_like(emb)
+        null_prompt[:, 0] = model.prompt_cfg.null_emb[0, 0]
+        emb = torch.where(drop_prompt[:, None, None], null_prompt, emb)
+        drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tc)
+        with autocast:
+            v = model(x, sigma, t[:B], ctrl, emb, cache=mask, ctrl_null=drop_ctrl)
+        err = (v.float() - (noise - x0)).pow(2).mean(dim=(2, 3, 4))  # [B, F]
+        loss = (err * carries_loss).sum() / carries_loss.sum().clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(tc.ema_decay, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - decay)
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        if step % tc.log_every == 0 or step == tc.steps:
+            rec = {"step": step, "loss": float(np.mean(losses)), "lr": lr_at(step, tc), "s": time.time() - t0}
+            log_file.write(json.dumps(rec) + "\n")
+            log_file.flush()
+            bar.set_postfix(loss=f"{rec['loss']:.4f}")
+            losses = []
+        if step % tc.ckpt_every == 0 or step == tc.steps:
+            state = {"model": model.state_dict(), "ema": ema.state_dict(), "encoder": encoder.state_dict(),
+                     "opt": opt.state_dict(), "step": step}
+            torch.save(state, state_path.with_suffix(".tmp"))
+            state_path.with_suffix(".tmp").replace(state_path)
+    bar.close()
+    log_file.close()
+    return ema.eval(), encoder.eval()
+
+
+@torch.no_grad()
+def teacher_forced_error(model: WaypointModel, encoder: CaptionEncoder, data: dict, key_names: list[str],
+                         clip_frames: int, n_clips: int = 64, seed: int = 1) -> float:
+    """Mean squared x0 error of a one-step prediction of each frame from clean context at sigma 1 (held-out data)."""
+    device = next(model.parameters()).device
+    sampler = ClipSampler(data, key_names, model.cfg, clip_frames, seed, device)
+    x0, ctrl, prompts = sampler.sample(n_clips)
+    emb, _ = encoder(prompts)
+    errs = []
+    for f in range(1, clip_frames):
+        sigma = torch.zeros(n_clips, f + 1, device=device)
+        sigma[:, f] = 1.0
+        noise = torch.randn_like(x0[:, f])
+        x = x0[:, : f + 1].clone()
+        x[:, f] = noise
+        t = torch.arange(f + 1, device=device).expand(n_clips, -1)
+        v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(model.cfg, f + 1, device))
+        errs.append(F.mse_loss(noise - v[:, f], x0[:, f]).item())
+    return float(np.mean(errs))
