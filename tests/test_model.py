@@ -31,7 +31,7 @@ def test_first_velocities_match_reference(parity_dir, parity_rollout):
     ctrl_vec = eng._ctrl_vector(ctrls[2], 1)
     x = r["noise"][0][None]
     for i, (s, s_next) in enumerate(zip(eng.sigmas, eng.sigmas[1:])):
-        v = eng._forward(x, eng._sigma(i, 1), ctrl_vec, eng._prompt(None), None, False)
+        v = eng._forward(x, eng._sigma(i, 1), eng._frame_inputs(ctrl_vec, None))
         assert (v[0] - r["expected_first_velocities"][i]).abs().max() < 1e-4, f"step {i}"
         x = x + (s_next - s) * v
 

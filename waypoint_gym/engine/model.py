@@ -309,42 +309,59 @@ class WaypointModel(nn.Module):
         """[B, F, 2 + n_buttons + 1] = concat(mouse, buttons, scroll) -> [B, F, D]."""
         return self.ctrl_emb(ctrl.to(self.out_norm.fc.weight.dtype))
 
-    def forward(
+    def frame_inputs(
         self,
-        x: torch.Tensor,  # [B, C, H, W] one noisy frame, or [B, F, C, H, W] a sequence (training)
-        sigma: torch.Tensor,  # [B] or [B, F] noise level of each frame
         t: torch.Tensor,  # [B] or [B, F] frame index (temporal position)
         ctrl: torch.Tensor | None,  # [B, n_buttons + 3] or [B, F, n_buttons + 3]
         prompt: torch.Tensor | None,  # [B, P, Dp] (pad rows zero)
         plan: FramePlan | None = None,
         cache: KVCache | FrameCausalMask | None = None,
         prompt_mask: torch.Tensor | None = None,  # [B, P] bool rows that exist, None when all do
+        ctrl_null: torch.Tensor | None = None,  # [B] bool: use the null control embedding (CFG, training)
+    ) -> FrameInputs:
+        """What every block needs besides x; the same for all denoising passes of a frame, so built once."""
+        cfg = self.cfg
+        if t.ndim == 1:  # one frame per env
+            t, ctrl = t[:, None], None if ctrl is None else ctrl[:, None]
+        T, dtype = cfg.tokens_per_frame, self.patchify.weight.dtype
+        c = self.embed_controls(ctrl) if ctrl is not None and cfg.ctrl_conditioning else None  # [B, F, D]
+        if c is not None and ctrl_null is not None:
+            c = torch.where(ctrl_null[:, None, None], self.ctrl_cfg.null_emb, c)
+        return FrameInputs(
+            rope=rope_tables(cfg, self.rope_spatial, t),
+            ctrl=None if c is None else c if c.shape[1] == 1 else c.repeat_interleave(T, dim=1),
+            prompt=None if prompt is None or not cfg.prompt_conditioning else rms(prompt.to(dtype)),
+            prompt_mask=None if prompt_mask is None else prompt_mask[:, None, None, :],
+            plan=plan,
+            cache=cache,
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,  # [B, C, H, W] one noisy frame, or [B, F, C, H, W] a sequence (training)
+        sigma: torch.Tensor,  # [B] or [B, F] noise level of each frame
+        t: torch.Tensor | None = None,  # [B] or [B, F] frame index (temporal position)
+        ctrl: torch.Tensor | None = None,  # [B, n_buttons + 3] or [B, F, n_buttons + 3]
+        prompt: torch.Tensor | None = None,  # [B, P, Dp] (pad rows zero)
+        plan: FramePlan | None = None,
+        cache: KVCache | FrameCausalMask | None = None,
+        prompt_mask: torch.Tensor | None = None,  # [B, P] bool rows that exist, None when all do
         cond: Conditioning | None = None,  # precomputed noise conditioning, else computed from sigma
         ctrl_null: torch.Tensor | None = None,  # [B] bool: use the null control embedding (CFG, training)
+        inputs: FrameInputs | None = None,  # precomputed `frame_inputs(...)`, replacing t ... ctrl_null
     ) -> torch.Tensor:
         cfg = self.cfg
         one_frame = x.ndim == 4
         if one_frame:  # the inference shape: one frame per env, its history in the KV cache
-            x, sigma, t = x[:, None], sigma[:, None], t[:, None]
-            ctrl = None if ctrl is None else ctrl[:, None]
+            x, sigma = x[:, None], sigma[:, None]
         B, n_frames, C, H, W = x.shape
         T, (ph, pw) = cfg.tokens_per_frame, cfg.patch
         dtype = self.patchify.weight.dtype
         # 1. tokens [B, F*T, D], frame-major, token index within a frame = y * width + x
         h = self.patchify(x.flatten(0, 1).to(dtype)).flatten(2).transpose(1, 2).reshape(B, n_frames * T, -1)
-        # 2-3. conditioning, per frame, repeated over each frame's tokens
+        # 2-3. conditioning: noise level and controls per frame, repeated over each frame's tokens
         cond = (self.conditioning(sigma) if cond is None else cond).per_token(T)
-        c = self.embed_controls(ctrl) if ctrl is not None and cfg.ctrl_conditioning else None
-        if c is not None and ctrl_null is not None:
-            c = torch.where(ctrl_null[:, None, None], self.ctrl_cfg.null_emb, c)
-        inp = FrameInputs(
-            rope=rope_tables(cfg, self.rope_spatial, t),
-            ctrl=None if c is None else c if n_frames == 1 else c.repeat_interleave(T, dim=1),
-            prompt=rms(prompt.to(dtype)) if prompt is not None and cfg.prompt_conditioning else None,
-            prompt_mask=None if prompt_mask is None else prompt_mask[:, None, None, :],
-            plan=plan,
-            cache=cache,
-        )
+        inp = inputs or self.frame_inputs(t, ctrl, prompt, plan, cache, prompt_mask, ctrl_null)
         # 4. blocks
         v1 = None
         for blk, mods in zip(self.transformer.blocks, cond.blocks):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -16,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from .config import WaypointConfig, preset_config
 from .kv_cache import KVCache
 from .loading import load_strict, require_files, resolve_uri
-from .model import Conditioning, WaypointModel
+from .model import Conditioning, FrameInputs, WaypointModel
 from .sampler import euler_denoise, sub_schedule
 from .speedups import Speedups, attention_flex, conditioning_table, fuse_qkv, split_ctrl_fusion
 
@@ -267,7 +268,7 @@ class WorldEngine:
         ids, n, _ = self._select(env_ids)
         x = self._check_latent(latent, n, "latent")
         ctrl_vec = self._ctrl_vector(ctrl, n)
-        self._cache_pass(x, ctrl_vec, self._prompt(ids), ids)
+        self._cache_pass(x, self._frame_inputs(ctrl_vec, ids), ids)
 
     @torch.inference_mode()
     def gen_latent(self, ctrl=None, noise=None, env_ids: EnvIds = None, generator: torch.Generator | None = None):
@@ -278,10 +279,10 @@ class WorldEngine:
             x = torch.randn((n, *self.latent_shape), generator=generator or self.generator, device=self.device)
         else:
             x = self._check_latent(noise, n, "noise")
-        prompt = self._prompt(ids)
-        velocity = lambda x, i: self._pass(x, self._sigma(i, n), ctrl_vec, prompt, ids, False)  # noqa: E731
+        inputs = self._frame_inputs(ctrl_vec, ids)  # shared by the frame's denoising passes and its cache pass
+        velocity = lambda x, i: self._pass(x, self._sigma(i, n), inputs)
         x = euler_denoise(x, self.sigmas, velocity)
-        self._cache_pass(x, ctrl_vec, prompt, ids)
+        self._cache_pass(x, inputs, ids)
         return x[0].clone() if single else x.clone()
 
     def append_frame(self, img, ctrl=None, env_ids: EnvIds = None) -> None:
@@ -329,19 +330,23 @@ class WorldEngine:
             return prompt, None
         return prompt, torch.arange(prompt.shape[1], device=self.device)[None] < rows[:, None]
 
-    def _cache_pass(self, x, ctrl_vec, prompt, ids) -> None:
-        n = x.shape[0]
-        self._pass(x, self._sigma(None, n), ctrl_vec, prompt, ids, True)
-        self.cache.advance(self.cache.plan(ids, True))
-
-    def _forward(self, x, sigma_cond, ctrl_vec, prompt, ids, commit: bool) -> torch.Tensor:
-        """One model pass for the selected envs; compiled as a whole (one graph per `commit` and selection)."""
-        sigma, cond = sigma_cond
-        prompt_emb, prompt_mask = prompt
-        plan = self.cache.plan(ids, commit)
+    def _frame_inputs(self, ctrl_vec, ids) -> FrameInputs:
+        """Per-frame inputs of the selected envs (frozen ring plan, RoPE, control and prompt embeddings)."""
+        prompt, prompt_mask = self._prompt(ids)
+        plan = self.cache.plan(ids, commit=False)
         t = self.cache.frame if ids is None else self.cache.frame[ids]
-        v = self.model(x, sigma, t, ctrl_vec, prompt_emb, plan, self.cache, prompt_mask, cond)
-        return v.float()
+        return self.model.frame_inputs(t, ctrl_vec, prompt, plan, self.cache, prompt_mask)
+
+    def _cache_pass(self, x, inputs: FrameInputs, ids) -> None:
+        """The pass at sigma 0 that stores the frame's keys and values, then the move to the next frame."""
+        committing = dataclasses.replace(inputs, plan=dataclasses.replace(inputs.plan, commit=True))
+        self._pass(x, self._sigma(None, x.shape[0]), committing)
+        self.cache.advance(committing.plan)
+
+    def _forward(self, x, sigma_cond, inputs: FrameInputs) -> torch.Tensor:
+        """One model pass for the selected envs; compiled as a whole (one graph per commit flag and selection)."""
+        sigma, cond = sigma_cond
+        return self.model(x, sigma, cond=cond, inputs=inputs).float()
 
     # ------------------------------------------------------------------------------------ input checks
 

@@ -52,7 +52,7 @@ class WorldModelTraining:
 
 
 def control_vectors(keys: np.ndarray, mouse: np.ndarray, key_names: list[str], n_buttons: int) -> np.ndarray:
-    """Recorded actions [..., K] 0/1 and mouse [..., 2] -> controls [..., 2 + n_buttons + 1] (mouse, buttons, scroll)."""
+    """Recorded keys [..., K] (0/1) and mouse [..., 2] -> controls [..., 2 + n_buttons + 1]."""
     out = np.zeros((*keys.shape[:-1], n_buttons + 3), np.float32)
     out[..., :2] = mouse
     for k, name in enumerate(key_names):

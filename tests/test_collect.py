@@ -1,0 +1,124 @@
+"""Data collection: the chunk format, action/frame alignment, orb collections, determinism, resuming, any env."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import waypoint_gym  # noqa: F401  (registers WaypointArena-v0)
+from waypoint_gym.training.collect import ExplorationPolicy, collect_arena, collect_env
+from waypoint_gym.worlds import ArenaBatch, all_captions
+
+SMALL = dict(n_segments=6, segment_len=10, n_envs=3, chunk_segments=4, seed=3, progress=False)
+
+
+def read(out_dir) -> dict[str, np.ndarray]:
+    chunks = [np.load(p) for p in sorted(out_dir.glob("chunk_*.npz"))]
+    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0].files}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    out = tmp_path_factory.mktemp("arena")
+    meta = collect_arena(out, **SMALL)
+    return out, meta, read(out)
+
+
+def test_chunk_format(small):
+    out, meta, d = small
+    assert sorted(p.name for p in out.glob("chunk_*")) == ["chunk_00000.npz", "chunk_00001.npz"]
+    s, length, k = 6, 10, 6
+    assert d["frames"].shape == (s, length, 64, 64, 3) and d["frames"].dtype == np.uint8
+    assert d["keys"].shape == (s, length, k) and d["keys"].dtype == np.uint8
+    assert d["mouse"].shape == (s, length, 2) and d["mouse"].dtype == np.float32
+    assert d["reward"].shape == (s, length) and d["reward"].dtype == np.float32
+    assert d["terminated"].shape == (s, length) and d["terminated"].dtype == bool
+    assert d["length"].dtype == np.int32 and (d["length"] == length).all()
+    assert d["seed"].dtype == np.int64 and len(set(d["seed"].tolist())) == s
+    assert d["prompt"].dtype.kind == "U" and set(d["prompt"]) <= set(all_captions())
+    assert np.abs(d["mouse"]).max() <= 1 and set(np.unique(d["keys"])) <= {0, 1}
+    saved = json.loads((out / "meta.json").read_text())
+    assert saved == meta and meta["complete"] and meta["n_segments"] == s and meta["n_frames"] == s * length
+    assert meta["keys"] == ["W", "A", "S", "D", "SPACE", "SHIFT"] and meta["size"] == [64, 64]
+
+
+def test_row_t_holds_the_action_that_produced_frame_t(small):
+    _, _, d = small
+    assert (d["keys"][:, 0] == 0).all() and (d["mouse"][:, 0] == 0).all() and (d["reward"][:, 0] == 0).all()
+    # Replaying the recorded actions in a fresh world of the same seed and prompt gives the same frames.
+    world = ArenaBatch(1)
+    for i in (0, 4):
+        frame, _ = world.reset(seed=[int(d["seed"][i])], prompt=[str(d["prompt"][i])])
+        np.testing.assert_array_equal(frame[0], d["frames"][i, 0])
+        for t in range(1, d["frames"].shape[1]):
+            frame, reward, *_ = world.step(d["keys"][i, t][None], d["mouse"][i, t][None])
+            np.testing.assert_array_equal(frame[0], d["frames"][i, t])
+            assert reward[0] == d["reward"][i, t]
+
+
+def test_same_seed_same_data_and_resume(small, tmp_path):
+    out, _, d = small
+    again = tmp_path / "again"
+    collect_arena(again, **SMALL)
+    (again / "chunk_00001.npz").unlink()  # a stopped run: the next call writes only the missing chunk
+    collect_arena(again, **SMALL)
+    d2 = read(again)
+    for name in d:
+        np.testing.assert_array_equal(d[name], d2[name], err_msg=name)
+    with pytest.raises(ValueError, match="segment_len"):
+        collect_arena(again, **{**SMALL, "segment_len": 12})
+    other = tmp_path / "other"
+    collect_arena(other, **{**SMALL, "seed": 4})
+    assert not np.array_equal(read(other)["frames"], d["frames"])
+
+
+def test_seekers_collect_orbs(tmp_path):
+    meta = collect_arena(tmp_path / "seek", n_segments=16, segment_len=48, n_envs=16, seek_prob=1.0, progress=False)
+    d = read(tmp_path / "seek")
+    assert meta["reward_events"] >= 8 and meta["reward_events"] == (d["reward"] > 0).sum()
+    assert meta["segments_with_reward"] >= 6
+
+
+def test_ended_episodes_are_cut_and_padded(tmp_path):
+    meta = collect_arena(tmp_path / "one", n_segments=16, segment_len=48, n_envs=16, num_orbs=1, seek_prob=1.0,
+                         progress=False)
+    d = read(tmp_path / "one")
+    ended = np.flatnonzero(d["length"] < 48)
+    assert len(ended) >= 1 and len(ended) == meta["terminations"] == meta["reward_events"]
+    for i in ended:
+        n = d["length"][i]
+        assert d["terminated"][i, n - 1] and d["reward"][i, n - 1] == 1 and not d["terminated"][i, n:].any()
+        assert (d["frames"][i, n:] == d["frames"][i, n - 1]).all()
+        assert (d["keys"][i, n:] == 0).all() and (d["mouse"][i, n:] == 0).all() and (d["reward"][i, n:] == 0).all()
+
+
+def test_exploration_policy_holds_keys_and_moves_the_mouse_smoothly():
+    policy = ExplorationPolicy(64, seed=0, seek_prob=0.0)
+    keys, mouse = zip(*(policy.act() for _ in range(200)))
+    keys, mouse = np.stack(keys, 1), np.stack(mouse, 1)  # [N, T, K], [N, T, 2]
+    assert keys.dtype == np.uint8 and mouse.dtype == np.float32 and np.abs(mouse).max() <= 1
+    pressed = keys.mean((0, 1))
+    assert pressed[0] > 0.4 and pressed[0] > 2 * pressed[2]  # W held far more often than S
+    switches = (np.diff(keys.astype(int), axis=1) != 0).mean()
+    assert switches < 0.25  # keys persist: a uniform random policy switches half the time
+    assert np.abs(np.diff(mouse[..., 1], axis=1)).mean() < 0.2 * np.abs(mouse[..., 1]).mean() + 0.1
+
+
+def test_seeker_turns_toward_the_bearing():
+    policy = ExplorationPolicy(2, seed=0, seek_prob=1.0)
+    _, mouse = policy.act({"waypoint_bearing": np.array([0.5, -0.5])})
+    assert mouse[0, 0] > 0.5 and mouse[1, 0] < -0.5
+
+
+def test_collect_env_matches_the_batched_path(tmp_path):
+    captions = ["a snowy ice cave at night", "a sunny desert canyon at noon"]
+    common = dict(n_segments=2, segment_len=6, seed=1, captions=captions, progress=False)
+    meta = collect_env(lambda: gym.make("WaypointArena-v0"), tmp_path / "env", **common)
+    collect_arena(tmp_path / "batch", n_envs=1, **common)
+    generic, batched = read(tmp_path / "env"), read(tmp_path / "batch")
+    assert meta["source"] == "WaypointArena-v0" and meta["keys"] == ["W", "A", "S", "D", "SPACE", "SHIFT"]
+    for name in batched:
+        np.testing.assert_array_equal(generic[name], batched[name], err_msg=name)

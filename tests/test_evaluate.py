@@ -1,0 +1,186 @@
+"""The world evaluation: PSNR, the motion and theme measurements on the real game, and a quick end-to-end run.
+
+The checkpoints here have RANDOM weights: the end-to-end tests check the report's structure only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from waypoint_gym.engine import DEFAULT_KEYS, WaypointConfig, WorldEngine, random_checkpoint
+from waypoint_gym.training.evaluate import (
+    DEFAULT_CAPTIONS,
+    EVAL_SEED,
+    ThemeClassifier,
+    _Dreamer,
+    evaluate_world,
+    psnr,
+    save_strips,
+    theme_clips,
+    view_shift,
+    view_zoom,
+)
+from waypoint_gym.worlds.arena import WALK_SPEED, ArenaBatch
+
+TINY = dict(
+    d_model=64, n_heads=2, n_kv_heads=1, n_layers=2, mlp_ratio=2, channels=4, height=4, width=4, patch=(2, 2),
+    tokens_per_frame=16, n_frames=64, local_window=4, global_window=8, global_pinned_dilation=2,
+    global_attn_period=2, n_buttons=256, prompt_conditioning=None,
+)
+METRICS = {"one_step", "open_loop", "controllability", "long_rollout"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def plain_checkpoint(tmp_path_factory):
+    """No prompt conditioning, no reward head, 64x64 frames."""
+    return random_checkpoint(tmp_path_factory.mktemp("plain") / "ckpt", WaypointConfig(**TINY), image_size=(64, 64))
+
+
+@pytest.fixture(scope="module")
+def full_checkpoint(tmp_path_factory):
+    """Prompt cross-attention with a caption encoder and a reward head, 32x32 frames (so it runs quicker)."""
+    from waypoint_gym.training.prompt_encoder import CaptionEncoder
+    from waypoint_gym.training.reward_head import RewardHead, RewardHeadConfig
+
+    cfg = WaypointConfig(**{**TINY, "prompt_conditioning": "cross_attention", "prompt_embedding_dim": 32,
+                            "prompt_encoder_uri": "prompt_encoder"})
+    folder = random_checkpoint(tmp_path_factory.mktemp("full") / "ckpt", cfg, image_size=(32, 32))
+    torch.manual_seed(0)
+    CaptionEncoder.for_captions(list(DEFAULT_CAPTIONS), 32).save_pretrained(folder / "prompt_encoder")
+    head = RewardHead(RewardHeadConfig(latent_channels=4, latent_size=(8, 8), n_keys=6, keys=list(DEFAULT_KEYS)))
+    head.save_pretrained(folder / "reward_head")
+    return folder
+
+
+def test_psnr_matches_a_hand_computed_value():
+    a = np.zeros((2, 4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 1, 2, 0] = 10  # one channel of one pixel off by 10: MSE = 100 / 48
+    expected = 10 * math.log10(255**2 / (100 / 48))  # 41.95 dB
+    assert psnr(a, b) == pytest.approx([expected, 100.0])
+    assert psnr(a[0], b[0]) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="one shape"):
+        psnr(a, b[:1])
+
+
+def test_motion_measures_read_the_real_game_correctly():
+    """Turning left and right pan the picture opposite ways; walking forward zooms in, walking back out."""
+    n, steps = 8, 4
+    game = ArenaBatch(n, size=64, max_episode_steps=100)
+    clips, moved = {}, {}
+    for name, key, mouse_x in (("left", None, -0.5), ("right", None, 0.5), ("forward", "W", 0.0), ("back", "S", 0.0)):
+        frames, info = game.reset(seed=EVAL_SEED, prompt=list(DEFAULT_CAPTIONS))
+        start, clip = info["position"].copy(), [frames.copy()]
+        keys, mouse = np.zeros((n, len(game.keys)), np.uint8), np.zeros((n, 2))
+        if key:
+            keys[:, game.keys.index(key)] = 1
+        mouse[:, 0] = mouse_x
+        for _ in range(steps):
+            frames, _, _, _, info = game.step(keys, mouse)
+            clip.append(frames.copy())
+        clips[name] = np.stack(clip, 1)
+        moved[name] = np.linalg.norm(info["position"] - start, axis=1) >= 0.9 * steps * WALK_SPEED
+
+    left, right = view_shift(clips["left"]), view_shift(clips["right"])
+    assert (left > 5).all() and (right < -5).all()  # about 5 px a frame at mouse 0.5
+    forward, back = view_zoom(clips["forward"]), view_zoom(clips["back"])
+    assert moved["forward"].sum() >= 6 and moved["back"].sum() >= 4  # walking back often meets a wall
+    assert (forward[moved["forward"]] > 0).all() and (back[moved["back"]] < 0).all()
+    still = np.repeat(clips["left"][:, :1], 3, axis=1)
+    assert np.abs(view_shift(still)).max() < 0.5 and np.abs(view_zoom(still)).max() < 0.05
+
+
+def test_theme_classifier_tells_real_worlds_apart():
+    captions = list(DEFAULT_CAPTIONS[:5])
+    fit_frames, fit_labels = theme_clips(captions, 4, EVAL_SEED, n_frames=6)
+    classifier = ThemeClassifier(captions).fit(fit_frames, fit_labels)
+    frames, labels = theme_clips(captions, 4, EVAL_SEED + 500, n_frames=6)
+    assert np.mean(classifier.predict(frames) == labels) >= 0.9
+
+
+def test_teacher_forcing_leaves_only_real_frames_in_the_cache(plain_checkpoint):
+    """Generating a frame and then replacing it by the real one == having appended only the real frames."""
+    n = 2
+    game = ArenaBatch(n, size=64)
+    frames, _ = game.reset(seed=EVAL_SEED)
+    rng = np.random.default_rng(0)
+    actions = [(rng.integers(0, 2, (n, 6)).astype(np.uint8), rng.uniform(-1, 1, (n, 2))) for _ in range(6)]
+    real = [frames.copy()] + [game.step(*action)[0].copy() for action in actions]  # past the 4-frame window
+
+    forced, plain = (_Dreamer(WorldEngine(plain_checkpoint, batch_size=n, seed=0), n, DEFAULT_KEYS, 1.0)
+                     for _ in range(2))
+    forced.start(["a"] * n, real[0])
+    plain.start(["a"] * n, real[0])
+    for frame, action in zip(real[1:], actions):
+        forced.dream(*action)
+        forced.observe(frame, *action, replace=True)
+        plain.observe(frame, *action)
+    noise = torch.randn(n, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    ctrls = forced.ctrls(*actions[0])
+    expected = plain.engine.gen_latent(ctrls, noise=noise)
+    torch.testing.assert_close(forced.engine.gen_latent(ctrls, noise=noise), expected)
+
+
+def check_report(report: dict, out_dir, metrics: set[str]) -> None:
+    assert set(report["metrics"]) == metrics
+    assert json.loads((out_dir / "world_eval.json").read_text()) == report
+    assert "| Metric | Value | Target | Met |" in (out_dir / "world_eval.md").read_text()
+    for name in report["strips"].values():
+        assert cv2.imread(str(out_dir / name)) is not None
+    assert set(report["strips"]) == metrics - {"reward_events"}
+    m = report["metrics"]
+    numbers = [m["one_step"]["psnr"], m["one_step"]["autoencoder_psnr"], *m["one_step"]["per_step"],
+               m["open_loop"]["psnr"], m["open_loop"]["psnr_at_horizon"], *m["open_loop"]["per_step"],
+               m["controllability"]["agreement"], m["controllability"]["turn"]["agreement"],
+               m["long_rollout"]["drift"], m["long_rollout"]["real_drift"],
+               *(point["drift"] for point in m["long_rollout"]["curve"])]
+    assert all(isinstance(x, float) and math.isfinite(x) for x in numbers)
+    assert len(m["open_loop"]["per_step"]) == m["open_loop"]["horizon"]
+    assert set(report["passed"]) >= {"one_step_psnr", "open_loop_psnr", "controllability_turn", "prompt_following"}
+
+
+def test_evaluate_world_quick_without_prompt_or_reward_head(plain_checkpoint, tmp_path):
+    report = evaluate_world(plain_checkpoint, tmp_path, n_worlds=2, quick=True, progress=False)
+    check_report(report, tmp_path, METRICS)
+    notes = " ".join(report["notes"])
+    assert "prompt following skipped" in notes and "reward events skipped" in notes
+    assert report["passed"]["prompt_following"] is None and report["passed"]["reward_recall"] is None
+
+
+def test_evaluate_world_quick_with_prompt_and_reward_head(full_checkpoint, tmp_path):
+    report = evaluate_world(full_checkpoint, tmp_path, n_worlds=2, quick=True, progress=False)
+    check_report(report, tmp_path, METRICS | {"prompt_following", "reward_events"})
+    prompt = report["metrics"]["prompt_following"]
+    assert 0.0 <= prompt["accuracy"] <= 1.0 and prompt["classifier_accuracy_real"] >= 0.75
+    assert np.sum(prompt["confusion"]) == prompt["trials"]
+    rewards = report["metrics"]["reward_events"]
+    assert rewards["transitions"] == 2 * 12
+    for side in ("real_latents", "dreamed_latents"):
+        assert {"precision", "recall", "events", "predicted"} <= set(rewards[side])
+
+
+def test_evaluate_world_refuses_training_seeds(plain_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="training worlds"):
+        evaluate_world(plain_checkpoint, tmp_path, seed=0)
+
+
+def test_save_strips_puts_real_over_dreamed(tmp_path):
+    real = np.zeros((2, 3, 8, 8, 3), np.uint8)
+    dreamed = np.full_like(real, 200)
+    image = cv2.imread(str(save_strips(tmp_path / "strip.png", real, dreamed, scale=1)))
+    assert image.shape == (2 * (8 + 2 + 8) + 6, 3 * 8 + 2 * 2, 3)
+    assert image[0, 0].tolist() == [0, 0, 0] and image[10, 0].tolist() == [200, 200, 200]

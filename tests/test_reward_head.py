@@ -1,0 +1,118 @@
+"""The reward and termination head: learns a separable task, picks thresholds, saves and loads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from waypoint_gym.engine.autoencoder import Autoencoder
+from waypoint_gym.training.autoencoder import autoencoder_config
+from waypoint_gym.training.collect import collect_arena
+from waypoint_gym.training.data import encode_dataset
+from waypoint_gym.training.reward_head import RewardHead, RewardHeadConfig, best_threshold, train_reward_head
+
+S, L, C, H, W, K = 60, 8, 4, 8, 8, 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small convolutions run faster on one thread, and far faster when other processes share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def synthetic(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Random latents where a reward lights a corner of channel 1 and a termination fills channel 2."""
+    rng = np.random.default_rng(seed)
+    latents = rng.standard_normal((S, L, C, H, W)).astype(np.float16)
+    reward = np.zeros((S, L), np.float32)
+    terminated = np.zeros((S, L), bool)
+    reward[:, 1:] = rng.random((S, L - 1)) < 0.1
+    terminated[:, 1:] = rng.random((S, L - 1)) < 0.05
+    latents[..., 1, :2, :2] += 4 * reward[..., None, None]
+    latents[..., 2, :, :] += 3 * terminated[..., None, None]
+    data = {
+        "keys": rng.integers(0, 2, (S, L, K)).astype(np.uint8),
+        "mouse": rng.uniform(-1, 1, (S, L, 2)).astype(np.float32),
+        "reward": reward, "terminated": terminated, "length": np.full(S, L, np.int32),
+    }
+    data["keys"][:, 0], data["mouse"][:, 0] = 0, 0
+    return latents, data
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reward_head")
+    latents, data = synthetic()
+    report = train_reward_head(latents, data, out, steps=150, batch_size=64, lr=3e-3, hidden=32, val_fraction=0.25,
+                               progress=False)
+    return out, report
+
+
+def test_learns_a_separable_task(trained):
+    out, report = trained
+    for name in ("reward", "termination"):
+        assert report[name]["positives"] > 0
+        assert report[name]["precision"] >= 0.9 and report[name]["recall"] >= 0.9, report[name]
+    assert json.loads((out / "report.json").read_text())["reward"] == report["reward"]
+    assert report["n_train"] == 45 * (L - 1) and report["n_val"] == 15 * (L - 1)
+
+    # Held-out data of the same kind, through predict.
+    latents, data = synthetic(seed=1)
+    head = RewardHead.from_pretrained(out)
+    prev, cur = latents[:, :-1].reshape(-1, C, H, W), latents[:, 1:].reshape(-1, C, H, W)
+    keys, mouse = data["keys"][:, 1:].reshape(-1, K), data["mouse"][:, 1:].reshape(-1, 2)
+    reward, terminated = head.predict(prev, cur, keys, mouse)
+    assert reward.dtype == torch.float32 and terminated.dtype == torch.bool and reward.shape == (S * (L - 1),)
+    assert set(reward.unique().tolist()) <= {0.0, 1.0}
+    assert (reward.numpy() == data["reward"][:, 1:].reshape(-1)).mean() > 0.97
+    assert (terminated.numpy() == data["terminated"][:, 1:].reshape(-1)).mean() > 0.97
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    out, report = trained
+    head = RewardHead.from_pretrained(out)
+    assert head.config.reward_threshold == pytest.approx(report["reward"]["threshold"])
+    assert head.config.latent_size == (H, W) and len(head.config.latent_mean) == C
+    head.save_pretrained(tmp_path / "copy")
+    again = RewardHead.from_pretrained(tmp_path / "copy")
+    assert again.config == head.config
+    x = torch.randn(5, C, H, W), torch.randn(5, C, H, W), torch.zeros(5, K), torch.zeros(5, 2)
+    torch.testing.assert_close(again(*x), head(*x))
+    (tmp_path / "copy" / "reward_head.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="reward_head.safetensors"):
+        RewardHead.from_pretrained(tmp_path / "copy")
+
+
+def test_untrained_head_shapes_and_defaults(tmp_path):
+    head = RewardHead(RewardHeadConfig(latent_channels=C, latent_size=(H, W), n_keys=K)).eval()
+    assert head(torch.zeros(3, C, H, W), torch.zeros(3, C, H, W), torch.zeros(3, K), torch.zeros(3, 2)).shape == (3, 2)
+    reward, terminated = head.predict(np.zeros((3, C, H, W), np.float32), np.zeros((3, C, H, W), np.float32),
+                                      np.zeros((3, K), np.uint8), np.zeros((3, 2), np.float32))
+    assert reward.shape == terminated.shape == (3,)
+
+
+def test_trains_from_a_collection_and_cached_latents(tmp_path):
+    collect_arena(tmp_path / "data", n_segments=4, segment_len=6, n_envs=4, seek_prob=1.0, progress=False)
+    torch.manual_seed(0)
+    ae = Autoencoder(autoencoder_config(latent_channels=4, ch_0=8, ch_max=16)).eval()
+    latents = encode_dataset(ae, tmp_path / "data", tmp_path / "latents.npy", progress=False)
+    report = train_reward_head(latents, tmp_path / "data", tmp_path / "head", steps=3, batch_size=8, hidden=8,
+                               progress=False)
+    assert report["n_train"] + report["n_val"] == 4 * 5
+    head = RewardHead.from_pretrained(tmp_path / "head")
+    assert head.config.keys == ["W", "A", "S", "D", "SPACE", "SHIFT"] and head.config.latent_size == (8, 8)
+
+
+def test_best_threshold():
+    probs = np.array([0.9, 0.8, 0.3, 0.2, 0.1])
+    target = np.array([True, True, False, True, False])
+    best = best_threshold(probs, target)
+    assert best["f1"] == pytest.approx(max(2 * 1.0 * (2 / 3) / (1 + 2 / 3), 2 * 0.75 * 1.0 / 1.75))
+    assert (probs > best["threshold"]).sum() in (2, 4)
+    assert best_threshold(probs, np.zeros(5, bool))["precision"] is None

@@ -1,0 +1,84 @@
+"""Autoencoder training: the loss falls, the folder loads as a Waypoint autoencoder, runs resume, reports."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from waypoint_gym.engine.autoencoder import Autoencoder
+from waypoint_gym.training.autoencoder import STATE_FILE, cosine_lr, train_autoencoder
+from waypoint_gym.training.collect import collect_arena
+
+TINY = dict(latent_channels=4, ch_0=8, ch_max=16, batch_size=8, lr=3e-3, warmup=2, log_every=1, ckpt_every=10,
+            eval_frames=16, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small convolutions run faster on one thread, and far faster when other processes share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("arena")
+    collect_arena(out, n_segments=4, segment_len=6, n_envs=4, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ae")
+    return out, train_autoencoder(data_dir, out, steps=15, **TINY)
+
+
+def test_loss_falls_and_report(trained):
+    out, report = trained
+    losses = [h["loss"] for h in report["history"]]
+    assert len(losses) == 15 and np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["step"] == 15 and saved["complete"] and np.isfinite(saved["val_psnr"])
+    assert len(saved["latent_mean"]) == len(saved["latent_std"]) == 4
+    assert saved["n_val_frames"] == 6 and saved["n_train_frames"] == 18  # the last of 4 segments is held out
+    strip = cv2.imread(str(out / "ae_samples.png"))
+    assert strip.shape == (2 * 64 * 2, 8 * 64 * 2, 3)
+
+
+def test_saved_folder_loads_as_a_waypoint_autoencoder(trained):
+    out, _ = trained
+    ae = Autoencoder.from_pretrained(out / "autoencoder")
+    assert ae.latent_channels == 4 and ae.latent_size == (8, 8) and ae.output_size == (64, 64)
+    frames = np.zeros((2, 64, 64, 3), np.uint8)
+    assert ae.encode(frames).shape == (2, 4, 8, 8) and ae.decode(ae.encode(frames)).shape == (2, 64, 64, 3)
+
+
+def test_resume_continues_from_the_saved_step(data_dir, tmp_path):
+    tiny = {**TINY, "eval_frames": 4}
+    first = train_autoencoder(data_dir, tmp_path / "split", steps=6, stop_at=4, **tiny)
+    assert first["step"] == 4 and not first["complete"]
+    assert torch.load(tmp_path / "split" / STATE_FILE, weights_only=False)["step"] == 4
+    resumed = train_autoencoder(data_dir, tmp_path / "split", steps=6, **tiny)
+    assert resumed["complete"] and [h["step"] for h in resumed["history"]] == list(range(1, 7))
+    assert resumed["history"][:4] == first["history"]
+
+    # 4 steps, then 2 resumed, end with the same weights as 6 straight through.
+    train_autoencoder(data_dir, tmp_path / "straight", steps=6, **tiny)
+    a = Autoencoder.from_pretrained(tmp_path / "split" / "autoencoder").state_dict()
+    b = Autoencoder.from_pretrained(tmp_path / "straight" / "autoencoder").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+    with pytest.raises(ValueError, match="another architecture"):
+        train_autoencoder(data_dir, tmp_path / "split", steps=7, **{**tiny, "ch_0": 16})
+
+
+def test_cosine_lr():
+    assert cosine_lr(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert cosine_lr(10, 100, 1.0, 10) == pytest.approx(1.0)
+    assert cosine_lr(100, 100, 1.0, 10) == pytest.approx(0.1)

@@ -1,0 +1,17 @@
+"""Training Waypoint-format world models: data collection, autoencoder, world model, reward head, export,
+and the measurement of a learned world against its ground truth."""
+
+from .autoencoder import autoencoder_config, train_autoencoder
+from .collect import ExplorationPolicy, collect_arena, collect_env
+from .data import ClipDataset, encode_dataset, load_chunks, load_latents, read_meta
+from .evaluate import evaluate_world
+from .export import export_checkpoint
+from .prompt_encoder import CaptionEncoder
+from .reward_head import RewardHead, RewardHeadConfig, train_reward_head
+from .world_model import WorldModelTraining, train_world_model
+
+__all__ = [
+    "CaptionEncoder", "ClipDataset", "ExplorationPolicy", "RewardHead", "RewardHeadConfig", "WorldModelTraining",
+    "autoencoder_config", "collect_arena", "collect_env", "encode_dataset", "evaluate_world", "export_checkpoint",
+    "load_chunks", "load_latents", "read_meta", "train_autoencoder", "train_reward_head", "train_world_model",
+]

@@ -1,0 +1,258 @@
+"""Training a small member of the Waypoint autoencoder family on collected frames.
+
+The loss, on images in [-1, 1]:
+
+    mse(x_hat, x) + l1_weight * l1(x_hat, x) + latent_weight * mean_c (E[z_c^2] - 1)^2
+
+where x_hat decodes z + latent_noise * eps. The last term pulls the second moment of every latent channel (over
+the batch and positions) to 1, so latents stay at unit scale, the scale the world model's noise assumes. The
+noise keeps the encoder from shrinking information into tiny latents and teaches the decoder to tolerate
+latents that are a little off, as generated ones are.
+
+Outputs in `out_dir`: `train_state.pt` (for resuming), `autoencoder/` (the four files `Autoencoder` loads),
+`report.json` (losses, held-out PSNR, per-channel latent mean and std) and `ae_samples.png` (held-out frames,
+originals above reconstructions).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from waypoint_gym.engine.autoencoder import Autoencoder, AutoencoderConfig
+from waypoint_gym.training.data import load_chunks
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "train_state.pt"
+AE_FOLDER = "autoencoder"
+
+
+def autoencoder_config(
+    latent_channels: int = 16,
+    stages: int = 3,
+    ch_0: int = 32,
+    ch_max: int = 128,
+    blocks_per_stage: int = 1,
+    size: tuple[int, int] = (64, 64),
+) -> AutoencoderConfig:
+    """An RGB autoencoder of `stages` halvings (64 -> 8 for 3) working at `size`, the frames' own size."""
+    return AutoencoderConfig(
+        channels=3, ch_0=ch_0, ch_max=ch_max, encoder_blocks_per_stage=[blocks_per_stage] * stages,
+        decoder_blocks_per_stage=[blocks_per_stage] * stages, latent_channels=latent_channels, skip_logvar=True,
+        input_size=size, output_size=size,
+    )
+
+
+def to_unit(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> float [N, 3, H, W] in [-1, 1]."""
+    return frames.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def ae_loss(
+    model: Autoencoder, x: torch.Tensor, latent_noise: float, l1_weight: float, latent_weight: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of a batch x [N, 3, H, W] in [-1, 1] -> (loss, its parts as floats)."""
+    z = model.encoder(x)  # [N, C, h, w]
+    noise = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
+    y = model.decoder(z + latent_noise * noise)[:, :3].float()  # [N, 3, H, W]
+    mse = F.mse_loss(y, x)
+    l1 = F.l1_loss(y, x)
+    second_moment = z.float().pow(2).mean(dim=(0, 2, 3))  # [C]
+    reg = (second_moment - 1).pow(2).mean()
+    loss = mse + l1_weight * l1 + latent_weight * reg
+    return loss, {"loss": loss.item(), "mse": mse.item(), "l1": l1.item(), "latent_reg": reg.item()}
+
+
+def cosine_lr(step: int, steps: int, lr: float, warmup: int, final_fraction: float = 0.1) -> float:
+    """Linear warmup, then cosine decay from lr to final_fraction * lr at the last step."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def split_segments(n_segments: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) segment indices: the last `val_fraction` of the segments are held out (at least one)."""
+    if n_segments < 2:
+        log.warning("only %d segment: evaluating on the training segment", n_segments)
+        return np.arange(n_segments), np.arange(n_segments)
+    n_val = min(n_segments - 1, max(1, round(n_segments * val_fraction)))
+    return np.arange(n_segments - n_val), np.arange(n_segments - n_val, n_segments)
+
+
+def _frame_indices(segments: np.ndarray, length: np.ndarray, segment_len: int) -> np.ndarray:
+    """Flat indices s * L + t of the valid frames of the given segments."""
+    t = np.arange(segment_len)
+    valid = t[None, :] < length[segments, None]  # [S', L]
+    return (segments[:, None] * segment_len + t[None, :])[valid]
+
+
+def sample_strip(originals: np.ndarray, reconstructions: np.ndarray, scale: int = 2) -> np.ndarray:
+    """Two rows of uint8 frames [N, H, W, 3] (originals over reconstructions) as one RGB image."""
+    strip = np.concatenate([np.concatenate(list(originals), 1), np.concatenate(list(reconstructions), 1)], 0)
+    return cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+
+@torch.no_grad()
+def evaluate_autoencoder(
+    model: Autoencoder, frames: np.ndarray, batch: int = 256
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """uint8 frames [N, H, W, 3] -> (PSNR in dB of the rounded reconstructions, latent mean [C], latent std [C])."""
+    squared_error, latents = 0.0, []
+    for b in range(0, len(frames), batch):
+        x = frames[b:b + batch]
+        z = model.encode(x)  # [B, C, h, w]
+        y = model.decode(z)  # [B, H, W, 3] uint8
+        squared_error += float(((y.astype(np.float64) - x) ** 2).sum())
+        latents.append(z.float().cpu())
+    mse = squared_error / frames.size
+    z = torch.cat(latents).transpose(0, 1).flatten(1)  # [C, N*h*w]
+    psnr = 10 * math.log10(255**2 / max(mse, 1e-10))
+    return psnr, z.mean(1).numpy(), z.std(1).numpy()
+
+
+def train_autoencoder(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    latent_channels: int = 16,
+    stages: int = 3,
+    ch_0: int = 32,
+    ch_max: int = 128,
+    blocks_per_stage: int = 1,
+    steps: int = 20_000,
+    batch_size: int = 64,
+    lr: float = 3e-4,
+    weight_decay: float = 0.0,
+    warmup: int = 500,
+    l1_weight: float = 0.1,
+    latent_weight: float = 0.01,
+    latent_noise: float = 0.05,
+    val_fraction: float = 0.05,
+    ckpt_every: int = 1000,
+    log_every: int = 50,
+    eval_frames: int = 2048,
+    seed: int = 0,
+    resume: bool = True,
+    stop_at: int | None = None,
+    time_limit: float | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train an autoencoder on the frames of a collection (see `collect`); returns the report.
+
+    Resumes from `out_dir/train_state.pt` when `resume` and it exists (the architecture must match; `steps`
+    may grow). `stop_at` (a step) and `time_limit` (seconds) end this call early, with the state saved, so a
+    long run can be split over sessions; the LR schedule still runs over `steps`. bf16 autocast on CUDA.
+    Writes `autoencoder/`, `report.json` and `ae_samples.png` at the end of every call.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    data = load_chunks(data_dir, ["frames", "length"])
+    n_segments, segment_len = data["frames"].shape[:2]
+    frames = data["frames"].reshape(-1, *data["frames"].shape[2:])  # [S*L, H, W, 3]
+    train_segments, val_segments = split_segments(n_segments, val_fraction)
+    train_idx = _frame_indices(train_segments, data["length"], segment_len)
+    val_idx = _frame_indices(val_segments, data["length"], segment_len)
+    val_idx = val_idx[np.linspace(0, len(val_idx) - 1, min(eval_frames, len(val_idx))).astype(np.int64)]
+
+    config = autoencoder_config(latent_channels, stages, ch_0, ch_max, blocks_per_stage, tuple(frames.shape[1:3]))
+    hparams = {"steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
+               "l1_weight": l1_weight, "latent_weight": latent_weight, "latent_noise": latent_noise,
+               "val_fraction": val_fraction, "seed": seed, "data_dir": str(data_dir)}
+    torch.manual_seed(seed)
+    model = Autoencoder(config).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    rng = np.random.default_rng(seed)
+    noise_gen = torch.Generator(device).manual_seed(seed)
+    step, seconds, history = 0, 0.0, []
+
+    state_path = out_dir / STATE_FILE
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        if state["config"] != config.to_dict():
+            raise ValueError(f"{state_path} holds another architecture: {state['config']}; "
+                             f"use another out_dir or resume=False")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        rng.bit_generator.state = state["rng"]
+        noise_gen.set_state(state["noise_gen"].cpu())
+        step, seconds, history = state["step"], state["seconds"], state["history"]
+        log.info("resuming %s from step %d", state_path, step)
+
+    def save_state() -> None:
+        state = {"step": step, "config": config.to_dict(), "hparams": hparams, "model": model.state_dict(),
+                 "opt": opt.state_dict(), "rng": rng.bit_generator.state, "noise_gen": noise_gen.get_state(),
+                 "seconds": seconds, "history": history}
+        torch.save(state, state_path.with_suffix(".tmp"))
+        os.replace(state_path.with_suffix(".tmp"), state_path)
+
+    model.train()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    bar = tqdm(total=steps, initial=step, unit="step", desc="autoencoder", disable=not progress)
+    interval: list[dict[str, float]] = []
+    started = call_started = time.perf_counter()
+    last = min(steps, stop_at or steps)
+    while step < last:
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, steps, lr, warmup)
+        batch = frames[np.sort(rng.choice(train_idx, batch_size))]  # [B, H, W, 3] uint8
+        x = to_unit(torch.from_numpy(batch).to(device))  # [B, 3, H, W]
+        with autocast:
+            loss, parts = ae_loss(model, x, latent_noise, l1_weight, latent_weight, noise_gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        interval.append(parts)
+        bar.update(1)
+        if step % log_every == 0 or step == steps:
+            mean = {k: float(np.mean([p[k] for p in interval])) for k in interval[0]}
+            history.append({"step": step, **mean})
+            interval = []
+            bar.set_postfix(loss=f"{mean['loss']:.4f}", mse=f"{mean['mse']:.4f}")
+        out_of_time = time_limit is not None and time.perf_counter() - call_started > time_limit
+        if step % ckpt_every == 0 or step == last or out_of_time:
+            seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            save_state()
+        if out_of_time:
+            log.info("time limit reached at step %d of %d", step, steps)
+            break
+    bar.close()
+
+    model.eval()
+    model.save_pretrained(out_dir / AE_FOLDER)
+    psnr, _, _ = evaluate_autoencoder(model, frames[val_idx])
+    stats_idx = np.sort(rng.choice(train_idx, min(eval_frames, len(train_idx)), replace=False))
+    _, latent_mean, latent_std = evaluate_autoencoder(model, frames[stats_idx])
+    shown = frames[val_idx[np.linspace(0, len(val_idx) - 1, 8).astype(np.int64)]]
+    strip = sample_strip(shown, model.decode(model.encode(shown)))
+    cv2.imwrite(str(out_dir / "ae_samples.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+
+    report = {
+        "step": step, "steps": steps, "complete": step >= steps,
+        "train_loss": history[-1] if history else None, "val_psnr": psnr,
+        "latent_mean": latent_mean.tolist(), "latent_std": latent_std.tolist(),
+        "latent_rms": float(np.sqrt(np.mean(latent_mean**2 + latent_std**2))),
+        "n_train_frames": int(len(train_idx)), "n_val_frames": int(len(val_idx)), "seconds": round(seconds, 1),
+        "device": str(device), "config": config.to_dict(), "hparams": hparams, "history": history,
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    log.info("autoencoder: step %d, held-out PSNR %.2f dB, saved to %s", step, psnr, out_dir / AE_FOLDER)
+    return report
