@@ -56,6 +56,71 @@ def rollout(args: argparse.Namespace) -> None:
           f"saved to {out}")
 
 
+def train_collect(args: argparse.Namespace) -> None:
+    from waypoint_gym.training import collect_arena
+
+    meta = collect_arena(args.out, args.segments, segment_len=args.segment_len, n_envs=args.envs, seed=args.seed)
+    print(json.dumps({k: v for k, v in meta.items() if k != "captions"}, indent=2))
+
+
+def train_autoencoder(args: argparse.Namespace) -> None:
+    from waypoint_gym.training import train_autoencoder
+
+    report = train_autoencoder(args.data, args.out, latent_channels=args.latent_channels, stages=args.stages,
+                               ch_0=args.ch_0, ch_max=args.ch_max, steps=args.steps, batch_size=args.batch_size,
+                               lr=args.lr, device=args.device, time_limit=args.time_limit)
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
+
+
+def train_encode(args: argparse.Namespace) -> None:
+    from waypoint_gym.engine import Autoencoder
+    from waypoint_gym.training import encode_dataset
+
+    ae = Autoencoder.from_pretrained(args.autoencoder, device=args.device)
+    print(encode_dataset(ae, args.data, args.out))
+
+
+def world_model_data(data_dir: str, latents: str) -> tuple[dict, list[str], list[str]]:
+    """Recorded actions and prompts of a collection plus its cached latents; and its key names and captions."""
+    from waypoint_gym.training import load_chunks, load_latents, read_meta
+
+    data = load_chunks(data_dir, fields=["keys", "mouse", "prompt", "length", "reward"])
+    data["latents"] = load_latents(latents)
+    meta = read_meta(data_dir)
+    return data, list(meta["keys"]), sorted(set(map(str, data["prompt"])))
+
+
+def train_world_model(args: argparse.Namespace) -> None:
+    import yaml
+
+    from waypoint_gym.engine import WaypointConfig
+    from waypoint_gym.training import WorldModelTraining, export_checkpoint, train_world_model
+
+    data, keys, captions = world_model_data(args.data, args.latents)
+    cfg = WaypointConfig.from_dict(yaml.safe_load(Path(args.config).read_text()))
+    tc = WorldModelTraining(steps=args.steps, batch_size=args.batch_size, clip_frames=args.clip_frames, lr=args.lr,
+                            device=args.device, seed=args.seed)
+    model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
+    if args.export:
+        export_checkpoint(args.export, model, args.autoencoder, encoder, args.reward_head)
+        print(f"exported {args.export}")
+
+
+def train_reward_head(args: argparse.Namespace) -> None:
+    from waypoint_gym.training import train_reward_head
+
+    report = train_reward_head(args.latents, args.data, args.out, steps=args.steps, device=args.device)
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
+
+
+def evaluate_world(args: argparse.Namespace) -> None:
+    from waypoint_gym.training import evaluate_world
+
+    report = evaluate_world(args.checkpoint, args.out, n_worlds=args.worlds, quick=args.quick,
+                            n_denoise_steps=args.steps)
+    print((Path(args.out) / "world_eval.md").read_text() if (Path(args.out) / "world_eval.md").exists() else report)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="waypoint-gym", description="Waypoint world models as Gymnasium envs")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -71,6 +136,65 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/rollout")
     p.set_defaults(func=rollout)
+
+    train = sub.add_parser("train", help="collect data and train a world (see docs/training.md)")
+    stages = train.add_subparsers(dest="stage", required=True)
+    p = stages.add_parser("collect", help="record exploration segments in WaypointArena-v0")
+    p.add_argument("--out", required=True)
+    p.add_argument("--segments", type=int, default=6000)
+    p.add_argument("--segment-len", type=int, default=48)
+    p.add_argument("--envs", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=train_collect)
+    p = stages.add_parser("autoencoder", help="train an autoencoder of the Waypoint family on the frames")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--latent-channels", type=int, default=4)
+    p.add_argument("--stages", type=int, default=2)
+    p.add_argument("--ch-0", type=int, default=16)
+    p.add_argument("--ch-max", type=int, default=32)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=train_autoencoder)
+    p = stages.add_parser("encode", help="encode every recorded frame once, for world-model training")
+    p.add_argument("--data", required=True)
+    p.add_argument("--autoencoder", required=True)
+    p.add_argument("--out", required=True, help="a .npy file")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=train_encode)
+    p = stages.add_parser("world-model", help="diffusion-forcing training, then export a checkpoint folder")
+    p.add_argument("--data", required=True)
+    p.add_argument("--latents", required=True)
+    p.add_argument("--config", required=True, help="a Waypoint config.yaml for the model to train")
+    p.add_argument("--run", required=True, help="run folder (resumed when it holds a train_state.pt)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--clip-frames", type=int, default=12)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--export", default=None, help="checkpoint folder to write")
+    p.add_argument("--autoencoder", default=None, help="autoencoder folder to ship with the export")
+    p.add_argument("--reward-head", default=None, help="reward head folder to ship with the export")
+    p.set_defaults(func=train_world_model)
+    p = stages.add_parser("reward-head", help="train the reward and termination head on cached latents")
+    p.add_argument("--data", required=True)
+    p.add_argument("--latents", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=train_reward_head)
+
+    p = sub.add_parser("evaluate-world", help="measure a learned world against WaypointArena-v0")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default="runs/world_eval")
+    p.add_argument("--worlds", type=int, default=16)
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    p.add_argument("--quick", action="store_true")
+    p.set_defaults(func=evaluate_world)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")

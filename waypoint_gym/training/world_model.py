@@ -49,6 +49,7 @@ class WorldModelTraining:
     device: str = "cpu"
     log_every: int = 25
     ckpt_every: int = 200
+    time_limit: float | None = None  # seconds: stop (saving the state) after this long; a rerun resumes
 
 
 def control_vectors(keys: np.ndarray, mouse: np.ndarray, key_names: list[str], n_buttons: int) -> np.ndarray:
@@ -142,7 +143,7 @@ def train_world_model(
     log_file = open(run_dir / "log.jsonl", "a")
     bar = tqdm(total=tc.steps, initial=step, desc="world model", unit="step")
     t0, losses = time.time(), []
-    while step < tc.steps:
+    while step < tc.steps and (tc.time_limit is None or time.time() - t0 < tc.time_limit):
         x0, ctrl, prompts = sampler.sample(tc.batch_size)
         B = x0.shape[0]
         sigma, carries_loss = sample_sigmas(B, tc.clip_frames, cfg.scheduler_sigmas, tc, g, device)
@@ -178,7 +179,8 @@ def train_world_model(
             log_file.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
             losses = []
-        if step % tc.ckpt_every == 0 or step == tc.steps:
+        out_of_time = tc.time_limit is not None and time.time() - t0 >= tc.time_limit
+        if step % tc.ckpt_every == 0 or step == tc.steps or out_of_time:
             state = {"model": model.state_dict(), "ema": ema.state_dict(), "encoder": encoder.state_dict(),
                      "opt": opt.state_dict(), "step": step}
             torch.save(state, state_path.with_suffix(".tmp"))
