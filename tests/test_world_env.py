@@ -7,6 +7,7 @@ import shutil
 
 import gymnasium as gym
 import numpy as np
+import torch
 import pytest
 from envs_support import ToyPromptEncoder, prompt_checkpoint, tiny_checkpoint, torch_threads
 from gymnasium.utils.env_checker import check_env
@@ -336,3 +337,40 @@ def test_record_video(ckpt, tmp_path):
     env.close()
     videos = list((tmp_path / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 0
+
+
+def test_reward_head_beside_checkpoint_gives_reward_and_termination(tmp_path):
+    """A checkpoint that ships `reward_head/` gets its reward and termination from it by default."""
+    from waypoint_gym.training.reward_head import RewardHead, RewardHeadConfig
+
+    folder = tiny_checkpoint(tmp_path / "ckpt")
+    torch.manual_seed(0)
+    head = RewardHead(RewardHeadConfig(latent_channels=4, latent_size=(8, 8), n_keys=2, keys=["D", "W"],
+                                       reward_threshold=0.0, termination_threshold=1.0))
+    head.save_pretrained(folder / "reward_head")
+    with torch_threads(1):
+        env = WaypointWorldEnv(model=folder, keys=("W", "A", "S", "D"), max_episode_steps=5)
+        env.reset(seed=0)
+        action = {"keys": np.array([1, 0, 0, 1], np.int8), "mouse": np.array([0.2, -0.1], np.float32)}
+        prev_latent = env._latent.clone()
+        _, reward, terminated, truncated, _ = env.step(action)
+        want_r, want_t = head.predict(prev_latent[None], env._latent[None], np.array([[1.0, 1.0]]),
+                                      np.array([[0.2, -0.1]]))
+        assert reward == float(want_r[0]) and terminated == bool(want_t[0]) and not truncated
+        # an explicit reward_fn still overrides the head's reward
+        env2 = WaypointWorldEnv(model=folder, reward_fn="zero")
+        env2.reset(seed=0)
+        assert env2.step(env2.action_space.sample())[1] == 0.0
+
+
+def test_reward_head_termination_ends_the_episode(tmp_path):
+    from waypoint_gym.training.reward_head import RewardHead, RewardHeadConfig
+
+    folder = tiny_checkpoint(tmp_path / "ckpt")
+    RewardHead(RewardHeadConfig(latent_channels=4, latent_size=(8, 8), n_keys=1, keys=["W"],
+                                reward_threshold=1.0, termination_threshold=0.0)).save_pretrained(folder / "reward_head")
+    with torch_threads(1):
+        env = WaypointWorldEnv(model=folder, max_episode_steps=1)
+        env.reset(seed=0)
+        _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+    assert (reward, terminated, truncated) == (0.0, True, False)

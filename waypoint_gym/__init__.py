@@ -1,12 +1,10 @@
-"""waypoint_gym: Gymnasium environments inside real-time generative world models (Waypoint-1 format)."""
+"""waypoint_gym: Gymnasium environments inside real-time generative world models (Waypoint-1 format).
+
+Importing the package registers `Waypoint-v0`, `Waypoint-Small-v0` and the ground truth `WaypointArena-v0`.
+"""
 
 from waypoint_gym.envs.registration import register_envs
+from waypoint_gym.worlds import register_worlds
 
 register_envs()
-
-try:
-    from waypoint_gym.worlds import register_worlds
-except ImportError:  # the ground-truth worlds are optional
-    pass
-else:
-    register_worlds()
+register_worlds()

@@ -18,9 +18,16 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from .rewards import RewardFn, make_reward_fn
+from .rewards import RewardFn
 from .spaces import action_space, check_actions
-from .world_env import Prompt, WorldBatch, check_max_episode_steps, describe_prompt, episode_options
+from .world_env import (
+    Prompt,
+    WorldBatch,
+    check_max_episode_steps,
+    default_reward_fn,
+    describe_prompt,
+    episode_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +84,11 @@ class WaypointVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
         self.max_episode_steps = check_max_episode_steps(max_episode_steps)
-        self.reward_fn = make_reward_fn(reward_fn)
         self.world = WorldBatch(
             model, device, dtype, self.num_envs, keys, mouse_scale, n_denoise_steps, obs_size, prompt_encoder
         )
         self.engine = self.world.engine
+        self.reward_fn = default_reward_fn(reward_fn, self.world)
         self.keys = self.world.keys
         self.single_action_space = action_space(len(self.keys))
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -196,6 +203,9 @@ class WaypointVectorEnv(VectorEnv):
             self._start(resetting, [self.prompts[i] for i in resetting], [self.seed_frames[i] for i in resetting])
         seconds = perf_counter() - t0
         infos = self._infos(list(range(n)), seconds)
+        if stepping and self.world.reward_head is not None:  # the world's own reward and termination, batched
+            rewards[stepping], terminated[stepping] = self.world.head_outcomes(
+                self._latents[stepping], latents, pressed[stepping], mouse[stepping])
         for j, i in enumerate(stepping):
             prev_obs, prev_latent = self._obs[i].copy(), self._latents[i].clone()
             self._frames[i] = frames[j]
@@ -205,9 +215,10 @@ class WaypointVectorEnv(VectorEnv):
             action = {k: np.asarray(v)[i] for k, v in actions.items()}
             info = {k: v[i] for k, v in infos.items() if not k.startswith("_")}
             info.update(latent=latents[j], prev_latent=prev_latent)
-            rewards[i] = self.reward_fn(prev_obs, action, self._obs[i], info)
+            if self.reward_fn is not None:
+                rewards[i] = self.reward_fn(prev_obs, action, self._obs[i], info)
         if self.max_episode_steps is not None:
-            truncated[stepping] = self._steps[stepping] >= self.max_episode_steps
+            truncated[stepping] = (self._steps[stepping] >= self.max_episode_steps) & ~terminated[stepping]
         self._autoreset = terminated | truncated
         if self.render_mode == "human":
             self.render()

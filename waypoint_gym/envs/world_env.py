@@ -43,6 +43,8 @@ MODEL_ALIASES = {"waypoint-1-small": "Overworld/Waypoint-1-Small"}
 # A checkpoint folder may ship its default start: uint8 [n, H, W, 3] (or one HxWx3 frame) in this file.
 START_FRAMES_FILE = "start_frames.npy"
 DEFAULT_START_GREY = 128
+# A checkpoint folder may ship a reward and termination head (waypoint_gym.training.reward_head) here.
+REWARD_HEAD_DIR = "reward_head"
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16,
@@ -156,6 +158,7 @@ class WorldBatch:
         self._warned_prompt = False
         self._default_start = self._load_default_start()
         self._default_latents = self._encode(self._default_start)  # encoded once, reused every reset
+        self.reward_head = self._load_reward_head()
 
     # ------------------------------------------------------------------------------------ input checks
 
@@ -274,8 +277,35 @@ class WorldBatch:
     def observe(self, frame: np.ndarray) -> np.ndarray:
         return resize(frame, self.obs_size)
 
+    def _load_reward_head(self):
+        """The checkpoint's reward and termination head (`reward_head/` beside config.yaml), if it ships one."""
+        folder = self.engine.folder
+        if folder is None or not (folder / REWARD_HEAD_DIR).is_dir():
+            return None
+        from waypoint_gym.training.reward_head import RewardHead
+
+        head = RewardHead.from_pretrained(folder / REWARD_HEAD_DIR, device=self.engine.device)
+        names = head.config.keys or list(self.keys)
+        # Which of the agent's key columns feeds each of the head's key inputs (-1: not pressable here).
+        self._head_columns = np.array([self.keys.index(k) if k in self.keys else -1 for k in names])
+        return head
+
+    def head_outcomes(self, prev_latents, latents, pressed: np.ndarray, mouse: np.ndarray):
+        """The reward head's (reward [n], terminated [n]) for steps prev_latents -> latents under the actions."""
+        cols = self._head_columns
+        keys = np.where(cols >= 0, np.asarray(pressed, np.float32)[:, np.maximum(cols, 0)], 0.0)
+        reward, terminated = self.reward_head.predict(prev_latents, latents, keys, np.asarray(mouse, np.float32))
+        return reward.cpu().numpy().astype(np.float64), terminated.cpu().numpy()
+
     def ctrl(self, pressed: np.ndarray, mouse: np.ndarray) -> CtrlInput:
         return to_ctrl(pressed, mouse, self.keycodes, self.mouse_scale)
+
+
+def default_reward_fn(reward_fn: RewardFn | str | None, world: WorldBatch) -> RewardFn | None:
+    """None where the world's reward head gives the reward; otherwise the named or given function (zero if none)."""
+    if reward_fn is None and world.reward_head is not None:
+        return None
+    return make_reward_fn(reward_fn)
 
 
 def episode_options(prompt: Any, seed_frames: Any, options: dict | None, extra: tuple[str, ...] = ()) -> dict:
@@ -399,9 +429,9 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self.max_episode_steps = check_max_episode_steps(max_episode_steps)
-        self.reward_fn = make_reward_fn(reward_fn)
         self.world = WorldBatch(model, device, dtype, 1, keys, mouse_scale, n_denoise_steps, obs_size, prompt_encoder)
         self.engine = self.world.engine
+        self.reward_fn = default_reward_fn(reward_fn, self.world)
         self.keys = self.world.keys
         self.action_space = action_space(len(self.keys))
         self.observation_space = spaces.Box(0, 255, (*self.world.obs_size, 3), np.uint8)
@@ -447,12 +477,18 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         self._frame, self._latent = frames[0], latents[0]
         self._obs = self.world.observe(self._frame)
         self._steps += 1
-        reward_info = {**info, "latent": self._latent, "prev_latent": prev_latent}
-        reward = self.reward_fn(prev_obs, action, self._obs, reward_info)
+        terminated = False
+        if self.world.reward_head is not None:  # the world's own reward and termination
+            head_reward, head_done = self.world.head_outcomes(prev_latent[None], self._latent[None], pressed[None],
+                                                              mouse[None])
+            reward, terminated = head_reward[0], bool(head_done[0])
+        if self.reward_fn is not None:
+            reward_info = {**info, "latent": self._latent, "prev_latent": prev_latent}
+            reward = self.reward_fn(prev_obs, action, self._obs, reward_info)
         truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps
         if self.render_mode == "human":
             self.render()
-        return self._obs, float(reward), False, truncated, info
+        return self._obs, float(reward), terminated, truncated and not terminated, info
 
     def _info(self, seconds: float) -> dict[str, Any]:
         self.step_time = seconds
