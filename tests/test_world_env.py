@@ -7,8 +7,8 @@ import shutil
 
 import gymnasium as gym
 import numpy as np
-import torch
 import pytest
+import torch
 from envs_support import ToyPromptEncoder, prompt_checkpoint, tiny_checkpoint, torch_threads
 from gymnasium.utils.env_checker import check_env
 
