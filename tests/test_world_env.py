@@ -367,8 +367,9 @@ def test_reward_head_termination_ends_the_episode(tmp_path):
     from waypoint_gym.training.reward_head import RewardHead, RewardHeadConfig
 
     folder = tiny_checkpoint(tmp_path / "ckpt")
-    RewardHead(RewardHeadConfig(latent_channels=4, latent_size=(8, 8), n_keys=1, keys=["W"],
-                                reward_threshold=1.0, termination_threshold=0.0)).save_pretrained(folder / "reward_head")
+    config = RewardHeadConfig(latent_channels=4, latent_size=(8, 8), n_keys=1, keys=["W"], reward_threshold=1.0,
+                              termination_threshold=0.0)
+    RewardHead(config).save_pretrained(folder / "reward_head")
     with torch_threads(1):
         env = WaypointWorldEnv(model=folder, max_episode_steps=1)
         env.reset(seed=0)
