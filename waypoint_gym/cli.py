@@ -95,12 +95,19 @@ def train_world_model(args: argparse.Namespace) -> None:
 
     from waypoint_gym.engine import WaypointConfig
     from waypoint_gym.training import WorldModelTraining, export_checkpoint, train_world_model
+    from waypoint_gym.training.world_model import write_report
 
     data, keys, captions = world_model_data(args.data, args.latents)
     cfg = WaypointConfig.from_dict(yaml.safe_load(Path(args.config).read_text()))
     tc = WorldModelTraining(steps=args.steps, batch_size=args.batch_size, clip_frames=args.clip_frames, lr=args.lr,
                             device=args.device, seed=args.seed)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
+    ae = None
+    if args.autoencoder:
+        from waypoint_gym.engine import Autoencoder
+
+        ae = Autoencoder.from_pretrained(args.autoencoder, device=args.device)
+    print(json.dumps(write_report(args.run, model, encoder, data, keys, ae, min(8, args.clip_frames)), indent=2))
     if args.export:
         export_checkpoint(args.export, model, args.autoencoder, encoder, args.reward_head)
         print(f"exported {args.export}")

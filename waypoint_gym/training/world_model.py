@@ -209,3 +209,42 @@ def teacher_forced_error(model: WaypointModel, encoder: CaptionEncoder, data: di
         v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(model.cfg, f + 1, device))
         errs.append(F.mse_loss(noise - v[:, f], x0[:, f]).item())
     return float(np.mean(errs))
+
+
+@torch.no_grad()
+def write_report(run_dir: str | Path, model: WaypointModel, encoder: CaptionEncoder, data: dict, key_names: list[str],
+                 autoencoder=None, clip_frames: int = 8, seed: int = 2) -> dict:
+    """`run_dir/report.json` (loss curve summary, teacher-forced error) and, with an autoencoder,
+    `run_dir/samples.png`: recorded frames (top) over one-step predictions from the recorded past (bottom)."""
+    import cv2
+
+    run_dir = Path(run_dir)
+    log_rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    report = {
+        "steps": log_rows[-1]["step"] if log_rows else 0,
+        "first_loss": log_rows[0]["loss"] if log_rows else None,
+        "final_loss": log_rows[-1]["loss"] if log_rows else None,
+        "teacher_forced_x0_mse": teacher_forced_error(model, encoder, data, key_names, clip_frames, seed=seed),
+    }
+    if autoencoder is not None:
+        device = next(model.parameters()).device
+        x0, ctrl, prompts = ClipSampler(data, key_names, model.cfg, clip_frames, seed, device).sample(4)
+        emb, _ = encoder(prompts)
+        n = x0.shape[0]
+        rows_real, rows_pred = [], []
+        for f in range(1, clip_frames):
+            sigma = torch.zeros(n, f + 1, device=device)
+            sigma[:, f] = 1.0
+            x = x0[:, : f + 1].clone()
+            x[:, f] = torch.randn_like(x[:, f])
+            t = torch.arange(f + 1, device=device).expand(n, -1)
+            v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(model.cfg, f + 1, device))
+            rows_pred.append(autoencoder.decode(x[:, f] - v[:, f]))  # one Euler step from sigma 1 to 0
+            rows_real.append(autoencoder.decode(x0[:, f]))
+        real = np.concatenate([np.concatenate(list(r), axis=1) for r in zip(*rows_real)], axis=0)
+        pred = np.concatenate([np.concatenate(list(r), axis=1) for r in zip(*rows_pred)], axis=0)
+        strip = np.concatenate([real, pred], axis=0) if real.shape[0] <= 64 else np.concatenate(
+            [np.concatenate([a, b], axis=0) for a, b in zip(np.split(real, n), np.split(pred, n))], axis=0)
+        cv2.imwrite(str(run_dir / "samples.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return report
