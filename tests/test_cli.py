@@ -10,6 +10,7 @@ import yaml
 
 from waypoint_gym.cli import main
 from waypoint_gym.engine import WaypointConfig, WorldEngine
+from waypoint_gym.envs import WaypointWorldEnv
 
 
 def test_rollout_saves_latent_statistics(parity_dir, tmp_path):
@@ -40,7 +41,8 @@ def test_training_pipeline_end_to_end(tmp_path):
     world = tmp_path / "world"
     main(["train", "world-model", "--data", str(data), "--latents", str(lat), "--config", str(tmp_path / "wm.yaml"),
           "--run", str(tmp_path / "run"), "--steps", "3", "--batch-size", "2", "--clip-frames", "6",
-          "--export", str(world), "--autoencoder", str(ae / "autoencoder"), "--reward-head", str(tmp_path / "rh")])
+          "--export", str(world), "--autoencoder", str(ae / "autoencoder"), "--reward-head", str(tmp_path / "rh"),
+          "--default-prompt", "a sunny desert canyon at noon"])
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["steps"] == 3 and np.isfinite(report["teacher_forced_x0_mse"])
     assert (tmp_path / "run" / "samples.png").is_file() and (ae / "ae_samples.png").is_file()
@@ -48,4 +50,11 @@ def test_training_pipeline_end_to_end(tmp_path):
     eng.set_prompt(["a mossy stone dungeon", "a snowy ice cave at night"])
     eng.append_frame(np.zeros((2, 64, 64, 3), np.uint8))
     assert eng.gen_frame().shape == (2, 64, 64, 3)
-    assert (world / "reward_head").is_dir() and yaml.safe_load((world / "config.yaml").read_text())["ae_uri"]
+    config = yaml.safe_load((world / "config.yaml").read_text())
+    assert (world / "reward_head").is_dir() and config["ae_uri"] == "autoencoder"
+    assert config["default_prompt"] == "a sunny desert canyon at noon" and config["default_keys"][0] == "W"
+    assert np.load(world / "start_frames.npy").shape == (1, 64, 64, 3)
+    env = WaypointWorldEnv(model=world)  # reward head, prompt and start frame come with the checkpoint
+    obs, info = env.reset(seed=0)
+    assert info["prompt"] == "a sunny desert canyon at noon" and obs.shape == (64, 64, 3)
+    assert env.step(env.action_space.sample())[0].shape == (64, 64, 3)

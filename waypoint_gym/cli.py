@@ -109,7 +109,15 @@ def train_world_model(args: argparse.Namespace) -> None:
         ae = Autoencoder.from_pretrained(args.autoencoder, device=args.device)
     print(json.dumps(write_report(args.run, model, encoder, data, keys, ae, min(8, args.clip_frames)), indent=2))
     if args.export:
-        export_checkpoint(args.export, model, args.autoencoder, encoder, args.reward_head)
+        extra, start = {"default_keys": keys}, None
+        if args.default_prompt:  # a start frame of the ground-truth world with that prompt, from a held-out seed
+            from waypoint_gym.worlds import ArenaBatch
+
+            extra["default_prompt"] = args.default_prompt
+            size = ae.encoder.config.input_size[0]
+            start = ArenaBatch(1, size=size, keys=keys).reset(seed=10_000_000, prompt=args.default_prompt)[0]
+        export_checkpoint(args.export, model, args.autoencoder, encoder, args.reward_head, config_extra=extra,
+                          start_frames=start)
         print(f"exported {args.export}")
 
 
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--export", default=None, help="checkpoint folder to write")
     p.add_argument("--autoencoder", default=None, help="autoencoder folder to ship with the export")
     p.add_argument("--reward-head", default=None, help="reward head folder to ship with the export")
+    p.add_argument("--default-prompt", default=None,
+                   help="prompt of episodes that name none; also ships a WaypointArena start frame for it")
     p.set_defaults(func=train_world_model)
     p = stages.add_parser("reward-head", help="train the reward and termination head on cached latents")
     p.add_argument("--data", required=True)

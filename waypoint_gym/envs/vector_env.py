@@ -94,7 +94,7 @@ class WaypointVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.single_observation_space = spaces.Box(0, 255, (*self.world.obs_size, 3), np.uint8)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.prompts = self._per_env_prompts(prompt)
+        self.prompts = self._per_env_prompts(self.world.default_prompt if prompt is None else prompt)
         for p in self.prompts:
             self.world.prompt_rows(p)  # encode text prompts now, so a missing encoder fails here
         self.seed_frames = self._per_env_frames(seed_frames)

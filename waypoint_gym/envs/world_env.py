@@ -159,6 +159,8 @@ class WorldBatch:
         self._default_start = self._load_default_start()
         self._default_latents = self._encode(self._default_start)  # encoded once, reused every reset
         self.reward_head = self._load_reward_head()
+        # The prompt of episodes that name none: the checkpoint's `default_prompt` field, if it has one.
+        self.default_prompt = cfg.extra.get("default_prompt") if cfg.prompt_conditioning else None
 
     # ------------------------------------------------------------------------------------ input checks
 
@@ -435,7 +437,7 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         self.keys = self.world.keys
         self.action_space = action_space(len(self.keys))
         self.observation_space = spaces.Box(0, 255, (*self.world.obs_size, 3), np.uint8)
-        self.prompt = self.world.check_prompt(prompt)
+        self.prompt = self.world.check_prompt(self.world.default_prompt if prompt is None else prompt)
         self.world.prompt_rows(self.prompt)  # encode a text prompt now, so a missing encoder fails here
         self.seed_frames = self.world.check_seed_frames(seed_frames)
         self._frame: np.ndarray | None = None  # the latest frame at full size
