@@ -56,3 +56,29 @@ def parity_rollout(parity_dir):
     from safetensors.torch import load_file
 
     return load_file(parity_dir / "rollout.safetensors")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models are all overhead: one torch thread is faster, and two fight on a busy 2-core box."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory):
+    """A tiny RANDOM-weight world with a random 32x32 autoencoder (wiring tests only)."""
+    from envs_support import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def prompt_ckpt(tmp_path_factory):
+    from envs_support import prompt_checkpoint
+
+    return prompt_checkpoint(tmp_path_factory.mktemp("tiny-prompt"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from envs_support import tiny_checkpoint, torch_threads
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
@@ -21,14 +20,8 @@ from waypoint_gym.envs import (
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+def one_thread(one_torch_thread):
+    yield
 
 
 @pytest.mark.parametrize("wrapper", [DiscreteActions, FlatBoxActions])

@@ -7,7 +7,7 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
-from envs_support import ToyPromptEncoder, prompt_checkpoint, split_action, tiny_checkpoint, torch_threads
+from envs_support import ToyPromptEncoder, split_action
 
 import waypoint_gym  # noqa: F401  (registers Waypoint-v0)
 from waypoint_gym.envs import WaypointVectorEnv, WaypointWorldEnv
@@ -15,19 +15,8 @@ from waypoint_gym.envs.world_env import DEFAULT_START_GREY
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def prompt_ckpt(tmp_path_factory):
-    return prompt_checkpoint(tmp_path_factory.mktemp("tiny-prompt"))
+def one_thread(one_torch_thread):
+    yield
 
 
 def assert_frames_close(a, b):

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from envs_support import ToyPromptEncoder, prompt_checkpoint, tiny_checkpoint, torch_threads
+from envs_support import ToyPromptEncoder, tiny_checkpoint, torch_threads
 from gymnasium.utils.env_checker import check_env
 
 import waypoint_gym  # noqa: F401  (registers Waypoint-v0)
@@ -18,19 +18,8 @@ from waypoint_gym.envs.world_env import DEFAULT_START_GREY, START_FRAMES_FILE
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def prompt_ckpt(tmp_path_factory):
-    return prompt_checkpoint(tmp_path_factory.mktemp("tiny-prompt"))
+def one_thread(one_torch_thread):
+    yield
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from envs_support import tiny_checkpoint, torch_threads
+from envs_support import tiny_checkpoint
 
 from waypoint_gym.envs import (
     DEFAULT_MACROS,
@@ -19,14 +19,8 @@ from waypoint_gym.envs.wrappers import MacroTable, VectorFlatBoxActions, flat_to
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+def one_thread(one_torch_thread):
+    yield
 
 
 def test_macro_table_lookup():
