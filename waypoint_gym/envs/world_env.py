@@ -357,9 +357,12 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
 
     ## Rewards
 
+    A checkpoint that ships a reward and termination head (`reward_head/` beside its config, see
+    `waypoint_gym.training.reward_head`) gives the reward by default: the head reads the previous and the new
+    frame's latents and the action. Otherwise, or when `reward_fn` is given, the reward is
     `reward_fn(prev_obs, action, obs, info) -> float` (see `waypoint_gym.envs.rewards`); built-ins: `"zero"`
-    (the default), `"novelty"` (latent change between frames) and `GoalImageReward(goal)` (similarity to
-    a goal image).
+    (the default without a head), `"novelty"` (latent change between frames) and `GoalImageReward(goal)`
+    (similarity to a goal image).
 
     ## Starting State
 
@@ -371,8 +374,8 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
 
     ## Episode End
 
-    The world model has no notion of an end, so the episode never terminates (a model with a termination
-    head will, in a later version). It is truncated after `max_episode_steps` steps if that is set.
+    The episode terminates when the checkpoint's reward head predicts the end (a world without one never
+    terminates). It is truncated after `max_episode_steps` steps if that is set.
 
     ## Arguments
 
@@ -381,7 +384,8 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
     - `device`, `dtype` (`torch.dtype` or `"float32"`, `"bfloat16"`, `"float16"`), `n_denoise_steps`
       (fewer than the checkpoint's schedule trades quality for speed).
     - `prompt`: a text (needs the model's prompt encoder), an embedding `[P, prompt_embedding_dim]`, or None
-      (an all-zero embedding). Ignored, with a warning, by a model without prompt conditioning.
+      (the checkpoint's `default_prompt` if its config has one, else an all-zero embedding). Ignored, with a
+      warning, by a model without prompt conditioning.
     - `seed_frames`: one uint8 HxWx3 image (any size: resized to the model's input), a sequence, or None.
     - `keys`, `mouse_scale`, `obs_size` (int or (height, width)), `max_episode_steps`, `reward_fn`
       (callable or built-in name), `render_mode` (`"rgb_array"`, or `"human"`: an OpenCV window).
