@@ -98,6 +98,7 @@ def main() -> None:
             "platform": platform.platform(), "processor": platform.processor(),
             "python": platform.python_version(), "numpy": np.__version__, "cpu_count": os.cpu_count(),
             "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "load_average_1min_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         },
         "single_env_steps_per_s": {},
         "batch_env_steps_per_s": {},

@@ -62,10 +62,14 @@ def control_vectors(keys: np.ndarray, mouse: np.ndarray, key_names: list[str], n
 
 
 class ClipSampler:
-    """Random training clips (the first F frames of random segments) as tensors on the training device."""
+    """Random training clips of F frames as tensors on the training device.
+
+    A clip may start anywhere in a segment: its first frame plays the seed frame, as after `WorldEngine.reset`
+    followed by `append_frame`, so every clip is indexed from frame 0.
+    """
 
     def __init__(self, data: dict, key_names: list[str], cfg: WaypointConfig, clip_frames: int, seed: int, device):
-        lengths = np.asarray(data["length"])
+        self.lengths = lengths = np.asarray(data["length"])
         self.segments = np.flatnonzero(lengths >= clip_frames)
         if len(self.segments) == 0:
             raise ValueError(f"no recorded segment has {clip_frames} frames")
@@ -76,9 +80,13 @@ class ClipSampler:
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch: int):
-        idx = self.rng.choice(self.segments, size=batch)
-        x0 = torch.as_tensor(np.asarray(self.latents[idx, : self.F]), dtype=torch.float32, device=self.device)
-        ctrl = torch.as_tensor(self.ctrl[idx, : self.F], device=self.device)
+        idx = np.sort(self.rng.choice(self.segments, size=batch))
+        start = (self.rng.random(batch) * (self.lengths[idx] - self.F + 1)).astype(int)  # [batch]
+        frames = start[:, None] + np.arange(self.F)  # [batch, F]
+        x0 = np.stack([np.asarray(self.latents[i, f[0]: f[-1] + 1]) for i, f in zip(idx, frames)])
+        x0 = torch.as_tensor(x0, dtype=torch.float32, device=self.device)
+        ctrl = torch.as_tensor(self.ctrl[idx[:, None], frames], device=self.device)
+        ctrl[:, 0] = 0  # the seed frame is appended with no keys held, as the env does
         return x0, ctrl, [self.prompts[i] for i in idx]
 
 
