@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from waypoint_gym.engine.autoencoder import Autoencoder
 from waypoint_gym.training.autoencoder import autoencoder_config
 from waypoint_gym.training.collect import collect_arena
-from waypoint_gym.training.data import ClipDataset, encode_dataset, load_chunks, load_latents, read_meta
+from waypoint_gym.training.data import encode_dataset, load_chunks, load_latents, read_meta
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,33 +52,6 @@ def test_load_chunks_concatenates_in_order(data_dir):
         load_chunks(data_dir / "missing")
 
 
-def test_clip_dataset_items_and_batches(data_dir):
-    d = load_chunks(data_dir)
-    ds = ClipDataset(data_dir, clip_len=6)
-    assert len(ds) == 5
-    item = ds[4]
-    assert item["frames"].shape == (6, 64, 64, 3) and item["frames"].dtype == torch.uint8
-    assert item["keys"].shape == (6, 6) and item["mouse"].shape == (6, 2) and item["reward"].shape == (6,)
-    assert item["terminated"].dtype == torch.bool and item["prompt"] == d["prompt"][4]
-    assert item["valid"].tolist() == [True] * 5 + [False]
-    np.testing.assert_array_equal(item["frames"].numpy(), d["frames"][4, :6])
-    batch = next(iter(DataLoader(ds, batch_size=3)))
-    assert batch["frames"].shape == (3, 6, 64, 64, 3) and len(batch["prompt"]) == 3
-    assert (batch["keys"][:, 0] == 0).all()
-
-    subset = ClipDataset(d, clip_len=3, segments=[1, 3], random_start=True)
-    torch.manual_seed(0)
-    starts = set()
-    for _ in range(20):
-        item = subset[0]
-        start = int(np.flatnonzero((d["frames"][1] == item["frames"][0].numpy()).all((1, 2, 3)))[0])
-        starts.add(start)
-        np.testing.assert_array_equal(item["keys"].numpy(), d["keys"][1, start:start + 3])
-    assert len(starts) > 1 and max(starts) <= 5
-    with pytest.raises(ValueError, match="clip_len"):
-        ClipDataset(d, clip_len=9)
-
-
 @pytest.mark.parametrize("suffix", [".npy", ".safetensors"])
 def test_encode_dataset_caches_the_latents(data_dir, tiny_ae, tmp_path, suffix):
     path = encode_dataset(tiny_ae, data_dir, tmp_path / f"latents{suffix}", batch=7, progress=False)
@@ -88,11 +60,3 @@ def test_encode_dataset_caches_the_latents(data_dir, tiny_ae, tmp_path, suffix):
     frames = load_chunks(data_dir, ["frames"])["frames"]
     expected = tiny_ae.encode(frames[3]).numpy()  # [8, 4, 8, 8]
     np.testing.assert_allclose(latents[3], expected, atol=2e-3, rtol=2e-3)
-
-    ds = ClipDataset(data_dir, clip_len=4, latents=path)
-    item = ds[3]
-    assert "frames" not in ds.data and "frames" not in item
-    assert item["latents"].shape == (4, 4, 8, 8) and item["latents"].dtype == torch.float32
-    np.testing.assert_array_equal(item["latents"].numpy(), latents[3, :4].astype(np.float32))
-    with pytest.raises(ValueError, match="do not match"):
-        ClipDataset(data_dir, clip_len=4, latents=np.zeros((2, 8, 4, 8, 8), np.float16))

@@ -3,7 +3,7 @@ and the measurement of a learned world against its ground truth."""
 
 from .autoencoder import autoencoder_config, train_autoencoder
 from .collect import ExplorationPolicy, collect_arena, collect_env
-from .data import ClipDataset, encode_dataset, load_chunks, load_latents, read_meta
+from .data import encode_dataset, load_chunks, load_latents, read_meta
 from .evaluate import evaluate_world
 from .export import export_checkpoint
 from .prompt_encoder import CaptionEncoder
@@ -11,7 +11,7 @@ from .reward_head import RewardHead, RewardHeadConfig, train_reward_head
 from .world_model import WorldModelTraining, train_world_model
 
 __all__ = [
-    "CaptionEncoder", "ClipDataset", "ExplorationPolicy", "RewardHead", "RewardHeadConfig", "WorldModelTraining",
+    "CaptionEncoder", "ExplorationPolicy", "RewardHead", "RewardHeadConfig", "WorldModelTraining",
     "autoencoder_config", "collect_arena", "collect_env", "encode_dataset", "evaluate_world", "export_checkpoint",
     "load_chunks", "load_latents", "read_meta", "train_autoencoder", "train_reward_head", "train_world_model",
 ]

@@ -1,7 +1,7 @@
 """Reading collected segments back: whole arrays, clips for the world model, and latents cached once.
 
 The chunk format is described in `waypoint_gym.training.collect`. Latents are cached as one array
-[S, L, C, h, w] (float16 by default) in a `.npy` file, which `ClipDataset` memory-maps, or in a
+[S, L, C, h, w] (float16 by default) in a `.npy` file, which `load_latents` memory-maps, or in a
 `.safetensors` file under the name "latents".
 """
 
@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -76,66 +75,6 @@ def load_latents(path: str | os.PathLike) -> np.ndarray:
     if path.suffix == ".safetensors":
         return load_file(path)[LATENTS_KEY]
     return np.load(path, mmap_mode="r")
-
-
-class ClipDataset(Dataset):
-    """Clips of `clip_len` frames of the collected segments, from frame 0 (or a random start).
-
-    Item i is segment `segments[i]` (all by default): a dict with `frames` uint8 [F, H, W, 3] (or `latents`
-    float32 [F, C, h, w] when `latents` is given: an array or a file from `encode_dataset`), `keys` float32
-    [F, K], `mouse` float32 [F, 2], `reward` float32 [F], `terminated` bool [F], `valid` bool [F] (False on the
-    padding after an episode ended), `prompt` str and `index` (the segment). With `random_start` a clip starts
-    anywhere in its segment's valid frames that leaves room for it; frame 0 of the clip keeps its action.
-    """
-
-    def __init__(
-        self,
-        data: str | os.PathLike | dict[str, np.ndarray],
-        clip_len: int,
-        latents: str | os.PathLike | np.ndarray | None = None,
-        segments: Sequence[int] | np.ndarray | None = None,
-        random_start: bool = False,
-    ):
-        if latents is not None and not isinstance(latents, np.ndarray):
-            latents = load_latents(latents)
-        if not isinstance(data, dict):
-            fields = [f for f in FIELDS if f != "frames" or latents is None]
-            data = load_chunks(data, fields)
-        self.data, self.latents = data, latents
-        n_segments, segment_len = data["keys"].shape[:2]
-        if latents is not None and tuple(latents.shape[:2]) != (n_segments, segment_len):
-            raise ValueError(f"latents of shape {tuple(latents.shape)} do not match {n_segments} segments of "
-                             f"{segment_len} frames")
-        if latents is None and "frames" not in data:
-            raise ValueError("data holds no frames: load them or pass latents")
-        if not 1 <= clip_len <= segment_len:
-            raise ValueError(f"clip_len must be between 1 and the segment length {segment_len}, got {clip_len}")
-        self.clip_len, self.random_start = clip_len, random_start
-        self.segments = np.arange(n_segments) if segments is None else np.asarray(segments, np.int64)
-
-    def __len__(self) -> int:
-        return len(self.segments)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        s, f, d = int(self.segments[i]), self.clip_len, self.data
-        start = 0
-        if self.random_start:
-            start = int(torch.randint(0, max(0, int(d["length"][s]) - f) + 1, ()))
-        clip = slice(start, start + f)
-        item: dict[str, Any] = {
-            "keys": torch.from_numpy(d["keys"][s, clip].astype(np.float32)),  # [F, K]
-            "mouse": torch.from_numpy(d["mouse"][s, clip].astype(np.float32)),  # [F, 2]
-            "reward": torch.from_numpy(d["reward"][s, clip].astype(np.float32)),  # [F]
-            "terminated": torch.from_numpy(d["terminated"][s, clip].copy()),  # [F]
-            "valid": torch.arange(start, start + f) < int(d["length"][s]),  # [F]
-            "prompt": str(d["prompt"][s]),
-            "index": s,
-        }
-        if self.latents is not None:
-            item["latents"] = torch.from_numpy(np.asarray(self.latents[s, clip], np.float32))  # [F, C, h, w]
-        else:
-            item["frames"] = torch.from_numpy(d["frames"][s, clip].copy())  # [F, H, W, 3]
-        return item
 
 
 def encode_dataset(
