@@ -250,7 +250,8 @@ def test_bad_constructor_arguments(ckpt, kwargs, error, match):
         WaypointWorldEnv(ckpt, **kwargs)
 
 
-def test_missing_bundled_world_and_latent_only_models(tmp_path):
+def test_missing_bundled_world_and_latent_only_models(tmp_path, monkeypatch):
+    monkeypatch.setattr("waypoint_gym.envs.world_env.BUNDLED_WORLD", "no_such_world")
     with pytest.raises(FileNotFoundError, match="bundled default world"):
         WaypointWorldEnv()
     with pytest.raises(FileNotFoundError, match="not found"):

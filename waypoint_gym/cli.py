@@ -19,16 +19,24 @@ def rollout(args: argparse.Namespace) -> None:
     import torch
     from tqdm import tqdm
 
-    from waypoint_gym.engine import CtrlInput, WorldEngine
+    from waypoint_gym.engine import CtrlInput, WorldEngine, keycode
+    from waypoint_gym.envs.world_env import resolve_model
 
-    eng = WorldEngine(args.checkpoint, device=args.device, batch_size=args.batch_size,
+    eng = WorldEngine(resolve_model(args.checkpoint), device=args.device, batch_size=args.batch_size,
                       n_denoise_steps=args.steps, seed=args.seed)
-    if args.prompt and eng.config.prompt_conditioning:
-        eng.set_prompt(args.prompt)
+    prompt = args.prompt or eng.config.extra.get("default_prompt")
+    if prompt and eng.config.prompt_conditioning:
+        eng.set_prompt(prompt)
+    start = eng.folder / "start_frames.npy" if eng.folder is not None else None
+    if eng.autoencoder is not None and start is not None and start.is_file():
+        for frame in np.load(start):  # the world's own start, as Waypoint-v0 begins
+            eng.append_frame(np.repeat(frame[None], eng.batch_size, axis=0), env_ids=list(range(eng.batch_size)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    keys = sorted(rng.choice(eng.config.n_buttons, size=min(8, eng.config.n_buttons), replace=False).tolist())
+    names = eng.config.extra.get("default_keys")  # the world's own keys, else a few random keycodes
+    keys = [keycode(k) for k in names] if names else sorted(
+        rng.choice(eng.config.n_buttons, size=min(8, eng.config.n_buttons), replace=False).tolist())
     stats, frames = [], []
     t0 = time.perf_counter()
     for t in tqdm(range(args.frames), desc="rollout", unit="frame"):
@@ -41,7 +49,7 @@ def rollout(args: argparse.Namespace) -> None:
             frames.append(eng.autoencoder.decode(z.to(eng.dtype))[0])
     seconds = time.perf_counter() - t0
     summary = {
-        "checkpoint": str(args.checkpoint), "frames": args.frames, "batch_size": eng.batch_size,
+        "checkpoint": str(eng.folder or args.checkpoint), "frames": args.frames, "batch_size": eng.batch_size,
         "denoising_steps": eng.n_denoise_steps, "seconds": seconds,
         "frames_per_s": args.frames * eng.batch_size / seconds, "latent_shape": list(eng.latent_shape),
         "per_frame": stats,
@@ -142,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("rollout", help="generate frames from a checkpoint (folder, hub id or preset:NAME)")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?", default=None, help="default: the bundled world")
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
