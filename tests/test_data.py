@@ -13,12 +13,8 @@ from waypoint_gym.training.data import encode_dataset, load_chunks, load_latents
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions run faster on one thread, and far faster when other processes share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,8 @@ S, L, C, H, W, K = 60, 8, 4, 8, 8, 6
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions run faster on one thread, and far faster when other processes share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def synthetic(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -18,12 +18,8 @@ TINY = dict(latent_channels=4, ch_0=8, ch_max=16, batch_size=8, lr=3e-3, warmup=
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions run faster on one thread, and far faster when other processes share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
