@@ -1,20 +1,12 @@
 """The inference core: Waypoint-format world models, their KV cache, sampler, autoencoder and prompt encoders."""
 
+from .autoencoder import Autoencoder
 from .config import PRESETS, WaypointConfig, preset_config
 from .keycodes import DEFAULT_KEYS, KEYCODES, keycode
 from .speedups import Speedups
 from .world_engine import CtrlInput, WorldEngine, load_model, random_checkpoint, random_model, save_checkpoint
 
 __all__ = [
-    "PRESETS", "WaypointConfig", "preset_config", "DEFAULT_KEYS", "KEYCODES", "keycode", "Speedups",
+    "PRESETS", "Autoencoder", "WaypointConfig", "preset_config", "DEFAULT_KEYS", "KEYCODES", "keycode", "Speedups",
     "CtrlInput", "WorldEngine", "load_model", "random_checkpoint", "random_model", "save_checkpoint",
-    "Autoencoder",
 ]
-
-
-def __getattr__(name):
-    if name == "Autoencoder":  # imported lazily so the engine loads without the autoencoder module's cost
-        from .autoencoder import Autoencoder
-
-        return Autoencoder
-    raise AttributeError(name)
