@@ -11,10 +11,7 @@ from waypoint_gym.training.autoencoder import autoencoder_config
 from waypoint_gym.training.collect import collect_arena
 from waypoint_gym.training.data import encode_dataset, load_chunks, load_latents, read_meta
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread(one_torch_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

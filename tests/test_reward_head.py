@@ -17,9 +17,7 @@ from waypoint_gym.training.reward_head import RewardHead, RewardHeadConfig, best
 S, L, C, H, W, K = 60, 8, 4, 8, 8, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread(one_torch_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synthetic(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -18,10 +18,7 @@ from waypoint_gym.envs import (
     WaypointWorldEnv,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread(one_torch_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("wrapper", [DiscreteActions, FlatBoxActions])

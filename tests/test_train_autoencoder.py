@@ -17,9 +17,7 @@ TINY = dict(latent_channels=4, ch_0=8, ch_max=16, batch_size=8, lr=3e-3, warmup=
             eval_frames=16, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread(one_torch_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,7 @@ import waypoint_gym  # noqa: F401  (registers Waypoint-v0)
 from waypoint_gym.envs import WaypointVectorEnv, WaypointWorldEnv
 from waypoint_gym.envs.world_env import DEFAULT_START_GREY
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread(one_torch_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def assert_frames_close(a, b):

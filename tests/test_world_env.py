@@ -16,10 +16,7 @@ import waypoint_gym  # noqa: F401  (registers Waypoint-v0)
 from waypoint_gym.envs import WaypointWorldEnv
 from waypoint_gym.envs.world_env import DEFAULT_START_GREY, START_FRAMES_FILE
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread(one_torch_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,7 @@ from waypoint_gym.envs import (
 )
 from waypoint_gym.envs.wrappers import MacroTable, VectorFlatBoxActions, flat_to_dict
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread(one_torch_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_macro_table_lookup():
