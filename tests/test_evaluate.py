@@ -36,9 +36,7 @@ TINY = dict(
 METRICS = {"one_step", "open_loop", "controllability", "long_rollout"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread(one_torch_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
