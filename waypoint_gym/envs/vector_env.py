@@ -26,6 +26,7 @@ from .world_env import (
     check_max_episode_steps,
     default_reward_fn,
     describe_prompt,
+    drawn_start,
     episode_options,
 )
 
@@ -48,7 +49,8 @@ class WaypointVectorEnv(VectorEnv):
     `reset(seed, options)`: an int seed gives env i the seed `seed + i`, a list gives one each; `options`
     may hold `prompt` and `seed_frames` as above, and `reset_mask` (bool [num_envs]) to reset some envs only.
     Autoreset is Gymnasium's next-step mode: the step after an env ends resets it (its action is ignored,
-    reward 0), back to the constructor's prompt and seed frames.
+    reward 0), to a start drawn by `start_fn` (with that env's generator) if given, else back to the
+    constructor's prompt and seed frames.
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 30, "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -70,13 +72,17 @@ class WaypointVectorEnv(VectorEnv):
         render_mode: str | None = None,
         prompt_encoder: Callable | None = None,
         timing: bool = False,
+        start_fn: Callable[[np.random.Generator], dict] | None = None,
     ):
         self._init_kwargs = dict(
             num_envs=num_envs, model=model, device=device, dtype=dtype, prompt=prompt, seed_frames=seed_frames,
             keys=keys, mouse_scale=mouse_scale, n_denoise_steps=n_denoise_steps, obs_size=obs_size,
             max_episode_steps=max_episode_steps, reward_fn=reward_fn, render_mode=render_mode,
-            prompt_encoder=prompt_encoder, timing=timing,
+            prompt_encoder=prompt_encoder, timing=timing, start_fn=start_fn,
         )
+        if start_fn is not None and not callable(start_fn):
+            raise TypeError(f"start_fn must be a callable np_random -> dict, got {type(start_fn).__name__}")
+        self.start_fn = start_fn
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -157,18 +163,27 @@ class WaypointVectorEnv(VectorEnv):
         rows = [int(i) for i in np.flatnonzero(mask)]
         # None, or a None entry of a per-env list, falls back to the constructor's prompt and seed frames.
         prompts = self._per_env_prompts(opts.get("prompt"))
-        prompts = [d if p is None else p for p, d in zip(prompts, self.prompts)]
         frames = self._per_env_frames(opts.get("seed_frames"))
-        frames = [d if f is None else f for f, d in zip(frames, self.seed_frames)]
         for i in rows:
             if seeds[i] is not None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])
         if isinstance(seed, (int, np.integer)):
             super().reset(seed=int(seed))
         t0 = perf_counter()
-        self._start(rows, [prompts[i] for i in rows], [frames[i] for i in rows])
+        starts = [self._episode_start(i, prompts[i], frames[i]) for i in rows]
+        self._start(rows, [p for p, _ in starts], [f for _, f in starts])
         self._autoreset[rows] = False
         return self._obs.copy(), self._infos(rows, perf_counter() - t0)
+
+    def _episode_start(self, i: int, prompt: Prompt, frames: np.ndarray | None) -> tuple[Prompt, np.ndarray | None]:
+        """Env i's prompt and seed frames: those given, else drawn by `start_fn`, else the constructor's."""
+        if prompt is None or frames is None:
+            drawn = drawn_start(self.start_fn, self._rng(i))
+            if prompt is None and drawn.get("prompt") is not None:
+                prompt = self.world.check_prompt(drawn["prompt"])
+            if frames is None:
+                frames = self.world.check_seed_frames(drawn.get("seed_frames"))
+        return (self.prompts[i] if prompt is None else prompt), (self.seed_frames[i] if frames is None else frames)
 
     def _start(self, rows: list[int], prompts: list[Prompt], frames: list[np.ndarray | None]) -> None:
         first, latents = self.world.start(rows, prompts, frames)
@@ -200,7 +215,8 @@ class WaypointVectorEnv(VectorEnv):
             ctrls = [self.world.ctrl(pressed[i], mouse[i]) for i in stepping]
             frames, latents = self.world.generate(None if len(stepping) == n else stepping, ctrls, noise)
         if resetting:
-            self._start(resetting, [self.prompts[i] for i in resetting], [self.seed_frames[i] for i in resetting])
+            starts = [self._episode_start(i, None, None) for i in resetting]
+            self._start(resetting, [p for p, _ in starts], [f for _, f in starts])
         seconds = perf_counter() - t0
         infos = self._infos(list(range(n)), seconds)
         if stepping and self.world.reward_head is not None:  # the world's own reward and termination, batched

@@ -327,6 +327,16 @@ def episode_options(prompt: Any, seed_frames: Any, options: dict | None, extra: 
     return opts
 
 
+def drawn_start(start_fn: Callable | None, rng: np.random.Generator) -> dict[str, Any]:
+    """An episode start drawn by `start_fn(rng)`: a dict with `prompt` and/or `seed_frames` ({} without one)."""
+    if start_fn is None:
+        return {}
+    start = start_fn(rng)
+    if not isinstance(start, dict) or not set(start) <= {"prompt", "seed_frames"}:
+        raise ValueError(f"start_fn must return a dict with 'prompt' and/or 'seed_frames', got {start!r:.200}")
+    return start
+
+
 class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
     """
     ## Description
@@ -424,13 +434,17 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         render_mode: str | None = None,
         prompt_encoder: Callable | None = None,
         timing: bool = False,
+        start_fn: Callable[[np.random.Generator], dict] | None = None,
     ):
         self._init_kwargs = dict(
             model=model, device=device, dtype=dtype, prompt=prompt, seed_frames=seed_frames, keys=keys,
             mouse_scale=mouse_scale, n_denoise_steps=n_denoise_steps, obs_size=obs_size,
             max_episode_steps=max_episode_steps, reward_fn=reward_fn, render_mode=render_mode,
-            prompt_encoder=prompt_encoder, timing=timing,
+            prompt_encoder=prompt_encoder, timing=timing, start_fn=start_fn,
         )
+        if start_fn is not None and not callable(start_fn):
+            raise TypeError(f"start_fn must be a callable np_random -> dict, got {type(start_fn).__name__}")
+        self.start_fn = start_fn
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
@@ -458,10 +472,16 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         seed_frames: Any = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         opts = episode_options(prompt, seed_frames, options)
-        prompt = self.world.check_prompt(opts["prompt"]) if opts.get("prompt") is not None else self.prompt
+        prompt = self.world.check_prompt(opts["prompt"]) if opts.get("prompt") is not None else None
         frames = self.world.check_seed_frames(opts.get("seed_frames"))
-        frames = self.seed_frames if frames is None else frames
         super().reset(seed=seed)
+        if prompt is None or frames is None:
+            drawn = drawn_start(self.start_fn, self.np_random)
+            if prompt is None:
+                prompt = self.world.check_prompt(drawn["prompt"]) if drawn.get("prompt") is not None else self.prompt
+            if frames is None:
+                frames = self.world.check_seed_frames(drawn.get("seed_frames"))
+                frames = self.seed_frames if frames is None else frames
         t0 = perf_counter()
         first, latents = self.world.start([0], [prompt], [frames])
         self._frame, self._latent = first[0], latents[0]

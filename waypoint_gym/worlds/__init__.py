@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gymnasium
 
-from waypoint_gym.worlds.arena import ArenaBatch, ArenaEnv
+from waypoint_gym.worlds.arena import ArenaBatch, ArenaEnv, ArenaStarts
 from waypoint_gym.worlds.themes import THEMES, Theme, all_captions, parse_caption, sample_caption
 
 __all__ = [
-    "THEMES", "ArenaBatch", "ArenaEnv", "Theme",
+    "THEMES", "ArenaBatch", "ArenaEnv", "ArenaStarts", "Theme",
     "all_captions", "parse_caption", "register_worlds", "sample_caption",
 ]
 

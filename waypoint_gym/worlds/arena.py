@@ -909,3 +909,27 @@ class ArenaEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
             "waypoint_bearing": float(batch["waypoint_bearing"][0]),
             "path_distance": float(batch["path_distance"][0]),
         }
+
+
+class ArenaStarts:
+    """Episode starts taken from the real game, for the Waypoint envs' `start_fn`: each call opens a new
+    arena (its seed drawn from the generator it is given, its prompt drawn from `prompts`) and returns the
+    arena's first frame as the seed frame, so a dreamed episode begins where a real one would.
+
+    `arena_kwargs` go to ArenaEnv (e.g. `size`). `last_seed` is the arena seed of the latest start.
+    """
+
+    def __init__(self, prompts: Sequence[str] | None = None, **arena_kwargs: Any):
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of captions, not one str; wrap it in a list")
+        self.prompts = list(prompts) if prompts is not None else [DEFAULT_PROMPT]
+        if not self.prompts or not all(isinstance(p, str) for p in self.prompts):
+            raise ValueError(f"prompts must be a non-empty sequence of str captions, got {prompts!r}")
+        self.arena = ArenaEnv(**arena_kwargs)
+        self.last_seed: int | None = None
+
+    def __call__(self, rng: np.random.Generator) -> dict[str, Any]:
+        prompt = self.prompts[int(rng.integers(len(self.prompts)))]
+        self.last_seed = int(rng.integers(2**31 - 1))
+        frame, _ = self.arena.reset(seed=self.last_seed, options={"prompt": prompt})
+        return {"prompt": prompt, "seed_frames": frame}
