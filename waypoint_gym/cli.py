@@ -129,6 +129,40 @@ def train_world_model(args: argparse.Namespace) -> None:
         print(f"exported {args.export}")
 
 
+def train_self_forcing(args: argparse.Namespace) -> None:
+    """Self-forcing with DMD: a few-step student of a diffusion-forcing teacher, on its own rollouts."""
+    from waypoint_gym.training import SelfForcingTraining, export_checkpoint, train_self_forcing
+    from waypoint_gym.training.self_forcing import load_teacher, rollout_error
+
+    data, keys, captions = world_model_data(args.data, args.latents)
+    teacher, encoder = load_teacher(args.teacher, captions, args.device)
+    sigmas = [float(s) for s in args.sigmas.split(",")] if args.sigmas else [
+        1.0 - i / args.student_steps for i in range(args.student_steps + 1)]
+    tc = SelfForcingTraining(steps=args.steps, batch_size=args.batch_size, clip_frames=args.clip_frames,
+                             student_sigmas=sigmas, lr=args.lr, critic_lr=args.critic_lr,
+                             critic_steps=args.critic_steps, guidance=args.guidance, seed=args.seed,
+                             device=args.device, time_limit=args.time_limit)
+    student = train_self_forcing(data, keys, teacher, encoder, args.run, tc)
+    frames = min(16, int(np.asarray(data["length"]).max()))
+    report = {"open_loop_mse_per_frame": {  # recorded clips, rollouts from their first frame
+        f"teacher ({len(teacher.cfg.scheduler_sigmas) - 1} steps)": rollout_error(teacher, encoder, data, keys, frames),
+        f"student ({len(sigmas) - 1} steps)": rollout_error(student, encoder, data, keys, frames)}}
+    (Path(args.run) / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: {m: round(float(np.mean(v)), 4) for m, v in d.items()} for k, d in report.items()}))
+    if args.export:
+        extra, start = {"default_keys": keys}, None
+        if args.default_prompt:  # the world-model stage's start frame: a held-out WaypointArena seed
+            from waypoint_gym.engine import Autoencoder
+            from waypoint_gym.worlds import ArenaBatch
+
+            extra["default_prompt"] = args.default_prompt
+            size = Autoencoder.from_pretrained(args.autoencoder).encoder.config.input_size[0]
+            start = ArenaBatch(1, size=size, keys=keys).reset(seed=10_000_000, prompt=args.default_prompt)[0]
+        export_checkpoint(args.export, student, args.autoencoder, encoder, args.reward_head, config_extra=extra,
+                          start_frames=start)
+        print(f"exported {args.export}")
+
+
 def train_reward_head(args: argparse.Namespace) -> None:
     from waypoint_gym.training import train_reward_head
 
@@ -205,6 +239,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--default-prompt", default=None,
                    help="prompt of episodes that name none; also ships a WaypointArena start frame for it")
     p.set_defaults(func=train_world_model)
+    p = stages.add_parser("self-forcing", help="self-forcing with DMD: distil a world model into a few-step student")
+    p.add_argument("--data", required=True)
+    p.add_argument("--latents", required=True)
+    p.add_argument("--teacher", required=True,
+                   help="checkpoint folder, or a world-model run's final.pt / train_state.pt (its config.json beside)")
+    p.add_argument("--run", required=True, help="run folder (resumed when it holds a train_state.pt)")
+    p.add_argument("--student-steps", type=int, default=2, help="denoising steps of the student (evenly spaced)")
+    p.add_argument("--sigmas", default=None, help="the student's schedule instead, e.g. 1,0.6,0")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--clip-frames", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--critic-lr", type=float, default=1e-4)
+    p.add_argument("--critic-steps", type=int, default=2, help="critic updates per student update")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance of the teacher")
+    p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--export", default=None, help="checkpoint folder to write")
+    p.add_argument("--autoencoder", default=None, help="autoencoder folder to ship with the export")
+    p.add_argument("--reward-head", default=None, help="reward head folder to ship with the export")
+    p.add_argument("--default-prompt", default=None,
+                   help="prompt of episodes that name none; also ships a WaypointArena start frame for it")
+    p.set_defaults(func=train_self_forcing)
     p = stages.add_parser("reward-head", help="train the reward and termination head on cached latents")
     p.add_argument("--data", required=True)
     p.add_argument("--latents", required=True)
