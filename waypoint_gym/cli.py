@@ -178,6 +178,13 @@ def evaluate_world(args: argparse.Namespace) -> None:
     print((Path(args.out) / "world_eval.md").read_text() if (Path(args.out) / "world_eval.md").exists() else report)
 
 
+def play(args: argparse.Namespace) -> None:
+    """Play a world by hand in an OpenCV window (see waypoint_gym/play.py for the controls)."""
+    from waypoint_gym.play import play as play_world
+
+    print(json.dumps(play_world(args.world, args.prompt, args.record, args.fps, args.scale, args.seed)))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="waypoint-gym", description="Waypoint world models as Gymnasium envs")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -278,6 +285,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
     p.add_argument("--quick", action="store_true")
     p.set_defaults(func=evaluate_world)
+
+    p = sub.add_parser("play", help="play a world with keyboard and mouse (dream, real, or a checkpoint)")
+    p.add_argument("world", nargs="?", default="dream",
+                   help="'dream' (the bundled world), 'real' (WaypointArena-v0), or a checkpoint folder or hub id")
+    p.add_argument("--prompt", default=None, help="the world's caption (Enter in the window changes it)")
+    p.add_argument("--record", default=None, help="save the session: a video file (.mp4) and an .npz beside it")
+    p.add_argument("--fps", type=float, default=30.0, help="the most frames per second to show")
+    p.add_argument("--scale", type=int, default=8, help="window pixels per frame pixel")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=play)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
