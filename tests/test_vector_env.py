@@ -152,3 +152,24 @@ def test_bad_input(ckpt):
     with pytest.raises(ValueError, match="num_envs"):
         WaypointVectorEnv(0, ckpt)
     np.testing.assert_array_equal(envs.step(good)[4]["frame_index"], [2, 2])  # still fine after the rejections
+
+
+def test_start_fn_draws_per_env_starts_at_reset_and_autoreset(ckpt):
+    """Each env draws its own start with its own generator, at reset and again at its next-step autoreset."""
+    drawn = []
+
+    def start_fn(rng):
+        value = int(rng.integers(1, 255))
+        drawn.append(value)
+        return {"seed_frames": np.full((32, 32, 3), value, np.uint8)}
+
+    envs = WaypointVectorEnv(3, model=ckpt, max_episode_steps=2, start_fn=start_fn)
+    obs, _ = envs.reset(seed=[4, 5, 6])
+    assert [int(o[0, 0, 0]) for o in obs] == drawn == [
+        int(np.random.default_rng(s).integers(1, 255)) for s in (4, 5, 6)]  # gymnasium seeds np_random like this
+    actions = envs.action_space.sample()
+    envs.step(actions)
+    envs.step(actions)  # truncated: the next step resets each env to a fresh draw
+    obs, rewards, *_ = envs.step(actions)
+    assert len(drawn) == 6 and [int(o[0, 0, 0]) for o in obs] == drawn[3:]
+    assert (rewards == 0).all()

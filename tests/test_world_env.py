@@ -362,3 +362,35 @@ def test_reward_head_termination_ends_the_episode(tmp_path):
         env.reset(seed=0)
         _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
     assert (reward, terminated, truncated) == (0.0, True, False)
+
+
+def test_start_fn_draws_each_episode_start(ckpt):
+    """ArenaStarts as start_fn: every reset opens a new real-game map whose first frame seeds the dream;
+    a seed makes the draw reproducible, and seed frames given to reset take precedence."""
+    from waypoint_gym.worlds import ArenaEnv, ArenaStarts
+
+    starts = ArenaStarts(["a mossy stone dungeon", "a snowy ice cave at night"], size=32)
+    env = WaypointWorldEnv(model=ckpt, start_fn=starts)
+    arena = ArenaEnv(size=32)
+    seen = set()
+    for seed in (0, 1, 2):
+        obs, _ = env.reset(seed=seed)
+        real, _ = arena.reset(seed=starts.last_seed, options={"prompt": starts.last_prompt})
+        np.testing.assert_array_equal(obs, real)
+        seen.add(starts.last_seed)
+    assert len(seen) == 3
+    first = env.reset(seed=5)[0]
+    np.testing.assert_array_equal(env.reset(seed=5)[0], first)
+    given = np.full((32, 32, 3), 7, np.uint8)
+    np.testing.assert_array_equal(env.reset(seed=5, seed_frames=given)[0], given)
+
+
+def test_bad_start_fn(ckpt):
+    with pytest.raises(TypeError, match="start_fn must be a callable"):
+        WaypointWorldEnv(model=ckpt, start_fn="arena")
+    env = WaypointWorldEnv(model=ckpt, start_fn=lambda rng: {"seed": 3})
+    with pytest.raises(ValueError, match="start_fn must return a dict with 'prompt' and/or 'seed_frames'"):
+        env.reset(seed=0)
+    env = WaypointWorldEnv(model=ckpt, start_fn=lambda rng: {"seed_frames": np.zeros((4, 4), np.uint8)})
+    with pytest.raises(TypeError, match="seed_frames must be a uint8 HxWx3 image"):
+        env.reset(seed=0)

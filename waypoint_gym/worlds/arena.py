@@ -916,7 +916,7 @@ class ArenaStarts:
     arena (its seed drawn from the generator it is given, its prompt drawn from `prompts`) and returns the
     arena's first frame as the seed frame, so a dreamed episode begins where a real one would.
 
-    `arena_kwargs` go to ArenaEnv (e.g. `size`). `last_seed` is the arena seed of the latest start.
+    `arena_kwargs` go to ArenaEnv (e.g. `size`). `last_seed` and `last_prompt` describe the latest start.
     """
 
     def __init__(self, prompts: Sequence[str] | None = None, **arena_kwargs: Any):
@@ -927,9 +927,10 @@ class ArenaStarts:
             raise ValueError(f"prompts must be a non-empty sequence of str captions, got {prompts!r}")
         self.arena = ArenaEnv(**arena_kwargs)
         self.last_seed: int | None = None
+        self.last_prompt: str | None = None
 
     def __call__(self, rng: np.random.Generator) -> dict[str, Any]:
-        prompt = self.prompts[int(rng.integers(len(self.prompts)))]
+        self.last_prompt = prompt = self.prompts[int(rng.integers(len(self.prompts)))]
         self.last_seed = int(rng.integers(2**31 - 1))
         frame, _ = self.arena.reset(seed=self.last_seed, options={"prompt": prompt})
         return {"prompt": prompt, "seed_frames": frame}
