@@ -1,0 +1,1 @@
+"""RL agents for waypoint-gym worlds: training, dream-versus-real evaluation, baselines and play."""
