@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from waypoint_gym.cli import main as cli_main
-from waypoint_gym.play import ARROW_SPEED, Controls, Recorder, make_world
+from waypoint_gym.play import ARROW_SPEED, Controls, Recorder, make_world, play
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -68,3 +68,45 @@ def test_play_command_is_wired():
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["play", "--help"])
     assert exit_info.value.code == 0
+
+
+class ScriptedWindow:
+    """Stands in for the OpenCV window: hands out key codes from a script, keeps what was shown."""
+
+    script: list[int] = []
+
+    def __init__(self, title, on_mouse):
+        self.on_mouse, self.codes, self.shown = on_mouse, list(self.script), []
+        ScriptedWindow.last = self
+
+    def show(self, image):
+        self.shown.append(image)
+
+    def wait_key(self, ms):
+        if len(self.shown) == 3:
+            self.on_mouse(0.5, 0.5)
+        return self.codes.pop(0) if self.codes else -1
+
+    def close(self):
+        self.closed = True
+
+
+def test_play_session_steps_changes_prompt_restarts_and_records(tmp_path, monkeypatch):
+    """A whole session in the real game: walk, open the prompt box and switch captions, restart, quit."""
+    typed = [ord(c) for c in "a snowy ice cave at night"]
+    ScriptedWindow.script = [ord("w"), -1, ord("d"), 13, *typed, 8, ord("t"), 13, ord("w"), ord("r"), -1, 27]
+    summary = play("real", record=tmp_path / "s.mp4", fps=1000, window=ScriptedWindow)
+    window = ScriptedWindow.last
+    assert window.closed and summary["steps"] == 5  # w, -1, d before the box; w, -1 after it (r restarts)
+    assert window.shown[0].shape == (64 * 8, 64 * 8, 3)
+    steps = np.load(tmp_path / "s.npz")
+    assert steps["prompts"].tolist() == ["a mossy stone dungeon"] * 3 + ["a snowy ice cave at night"] * 2
+    assert steps["keys"][0].tolist() == [1, 0, 0, 0, 0, 0] and steps["keys"][2][3] == 1
+    mean_before, mean_after = steps["frames"][2].mean(axis=(0, 1)), steps["frames"][3].mean(axis=(0, 1))
+    assert np.abs(mean_before - mean_after).max() > 20  # the new caption changed the look
+
+
+def test_play_stops_at_max_steps_in_a_dream(ckpt):
+    ScriptedWindow.script = []
+    summary = play(str(ckpt), max_steps=3, fps=1000, window=ScriptedWindow)
+    assert summary["steps"] == 3 and len(ScriptedWindow.last.shown) == 3

@@ -121,17 +121,36 @@ def _overlay(frame: np.ndarray, scale: int, lines: list[str]) -> np.ndarray:
     return big
 
 
+class OpenCVWindow:
+    """The window: shows BGR images, returns key codes, reports mouse positions (fractions of its size)."""
+
+    def __init__(self, title: str, on_mouse):
+        self.title = title
+        cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
+        self.size = (1, 1)
+        cv2.setMouseCallback(title, lambda event, x, y, *_: on_mouse(x / self.size[0], y / self.size[1]))
+
+    def show(self, image: np.ndarray) -> None:
+        self.size = image.shape[1], image.shape[0]
+        cv2.imshow(self.title, image)
+
+    def wait_key(self, ms: int) -> int:
+        return cv2.waitKeyEx(ms)
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)
+
+
 def play(world: str = "dream", prompt: str | None = None, record: str | Path | None = None, fps: float = 30.0,
-         scale: int = 8, seed: int | None = None, max_steps: int | None = None) -> dict:
-    """Open the window and play until Esc/Q (or `max_steps`). Returns a summary of the session."""
+         scale: int = 8, seed: int | None = None, max_steps: int | None = None, window=OpenCVWindow) -> dict:
+    """Open the window and play until Esc/Q (or `max_steps`). Returns a summary of the session.
+
+    `window(title, on_mouse)` makes the window (OpenCVWindow; tests pass a scripted one)."""
     env = make_world(world, prompt)
     keys = env.unwrapped.keys
     controls = Controls(tuple(keys))
-    window = f"waypoint-gym: {world}"
-    cv2.namedWindow(window, cv2.WINDOW_AUTOSIZE)
+    screen = window(f"waypoint-gym: {world}", controls.move)
     obs, info = env.reset(seed=seed)
-    size = obs.shape[1] * scale, obs.shape[0] * scale
-    cv2.setMouseCallback(window, lambda event, x, y, *_: controls.move(x / size[0], y / size[1]))
     recorder = Recorder(record, fps) if record else None
     typing: str | None = None  # the prompt box's text while it is open
     total, steps, episode_return, t_prev, frame_rate = 0.0, 0, 0.0, time.perf_counter(), 0.0
@@ -141,9 +160,8 @@ def play(world: str = "dream", prompt: str | None = None, record: str | Path | N
             lines = [f"{current_prompt}  return {episode_return:.1f}  {frame_rate:.0f} fps"]
             if typing is not None:
                 lines.append(f"prompt> {typing}_")
-            cv2.imshow(window, _overlay(obs, scale, lines))
-            wait_ms = max(1, int(1000 * (1 / fps - (time.perf_counter() - t_prev))))
-            code = cv2.waitKeyEx(wait_ms)
+            screen.show(_overlay(obs, scale, lines))
+            code = screen.wait_key(max(1, int(1000 * (1 / fps - (time.perf_counter() - t_prev)))))
             now = time.perf_counter()
             if typing is not None:  # the prompt box takes the keys
                 if code in ENTER:
@@ -166,7 +184,7 @@ def play(world: str = "dream", prompt: str | None = None, record: str | Path | N
             if code == ESCAPE or code in (ord("q"), ord("Q")):
                 break
             if code in (ord("r"), ord("R")):
-                obs, info = env.reset()
+                obs, info = env.reset(options={"prompt": current_prompt} if current_prompt else None)
                 episode_return = 0.0
                 continue
             if code != -1:
@@ -178,10 +196,10 @@ def play(world: str = "dream", prompt: str | None = None, record: str | Path | N
             if recorder is not None:
                 recorder.add(obs, action, float(reward), current_prompt)
             if terminated or truncated:
-                obs, info = env.reset()
+                obs, info = env.reset(options={"prompt": current_prompt} if current_prompt else None)
                 episode_return = 0.0
     finally:
-        cv2.destroyWindow(window)
+        screen.close()
         env.close()
         if recorder is not None:
             recorder.close()
