@@ -140,7 +140,8 @@ def train_self_forcing(args: argparse.Namespace) -> None:
         1.0 - i / args.student_steps for i in range(args.student_steps + 1)]
     tc = SelfForcingTraining(steps=args.steps, batch_size=args.batch_size, clip_frames=args.clip_frames,
                              student_sigmas=sigmas, lr=args.lr, critic_lr=args.critic_lr,
-                             critic_steps=args.critic_steps, guidance=args.guidance, seed=args.seed,
+                             critic_steps=args.critic_steps, guidance=args.guidance, scoring=args.scoring,
+                             seed=args.seed,
                              device=args.device, time_limit=args.time_limit)
     student = train_self_forcing(data, keys, teacher, encoder, args.run, tc)
     frames = min(16, int(np.asarray(data["length"]).max()))
@@ -261,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--critic-lr", type=float, default=1e-4)
     p.add_argument("--critic-steps", type=int, default=2, help="critic updates per student update")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance of the teacher")
+    p.add_argument("--scoring", choices=["joint", "context"], default="joint",
+                   help="DMD scores: the clip noisy after its clean seed frame, or each frame from clean context")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

@@ -9,10 +9,14 @@ the same cached path as `WorldEngine` (KV cache, few-step Euler schedule, clean 
    and prompts. Each frame runs its denoising steps up to a randomly chosen exit step without gradient; the
    exit step runs with gradient, and its x0 estimate is the frame (the last step's x0 estimate is exactly the
    Euler result). The frame is then stored in the cache, detached, so gradients stop at each frame's exit step.
-2. DMD. Each generated frame is noised to a random sigma; the frozen teacher (with classifier-free guidance on
+2. DMD. The generated frames are noised to a random sigma; the frozen teacher (with classifier-free guidance on
    controls and prompt together, through the checkpoint's null embeddings) and an online critic (the "fake"
-   score) predict its x0 from the student's own clean context (`CleanContextMask`: one pass over the clean clip
-   followed by the noisy copies). The student is pushed along (fake - real) / mean|student - real|.
+   score) predict their x0, and the student is pushed along (fake - real) / mean|student - real|. Two ways
+   to score: "joint" (default) noises the whole generated clip to one sigma after its clean seed frame
+   (`FrameCausalMask`, as diffusion forcing trains), so the teacher judges the rollout against the seed;
+   "context" scores each frame, at its own sigma, from the student's clean frames before it
+   (`CleanContextMask`: one pass over the clean clip followed by the noisy copies), so the teacher judges each
+   step given the student's own history.
 3. Critic. The critic, initialised from the teacher, learns the student's samples with the ordinary diffusion
    loss (several updates per student update).
 
@@ -56,6 +60,7 @@ class SelfForcingTraining:
     guidance: float = 3.0  # classifier-free guidance of the teacher's ("real") score; 1 = none
     sigma_min: float = 0.02  # noise levels of the DMD and critic losses, U(sigma_min, sigma_max)
     sigma_max: float = 0.98
+    scoring: str = "joint"  # "joint": seed frame clean, generated frames noisy; "context": each from clean context
     random_exit: bool = True  # exit step of each frame drawn at random (else always the last step)
     warmup: int = 20
     weight_decay: float = 0.0
@@ -80,6 +85,8 @@ class SelfForcingTraining:
             problems.append(f"student_sigmas must descend strictly from 1.0 to 0.0, got {self.student_sigmas}")
         if not 0.0 < self.sigma_min < self.sigma_max <= 1.0:
             problems.append(f"need 0 < sigma_min < sigma_max <= 1, got {self.sigma_min} and {self.sigma_max}")
+        if self.scoring not in ("joint", "context"):
+            problems.append(f"scoring must be 'joint' or 'context', got {self.scoring!r}")
         if not self.guidance >= 1.0:
             problems.append(f"guidance must be >= 1 (1 = no guidance), got {self.guidance}")
         if self.lr <= 0 or self.critic_lr <= 0:
@@ -119,17 +126,28 @@ class CleanContextMask(FrameCausalMask):
             self.masks[kind] = full.repeat_interleave(T, 0).repeat_interleave(T, 1).to(device)
 
 
-def predict_x0(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask: CleanContextMask, ctrl_null=None):
-    """x0 estimates [B, F-1, C, H, W] of the noisy frames 1..F-1 given the clean clip `frames` [B, F, C, H, W].
+def velocity(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctrl_null=None) -> torch.Tensor:
+    """The model's velocity [B, F-1, C, H, W] for the noisy frames 1..F-1 of a clip whose clean frames are `frames`.
 
-    noisy [B, F-1, C, H, W] at noise levels sigma [B, F-1]; ctrl [B, F, nb + 3]; prompt [B, P, Dp].
+    With a `CleanContextMask` every noisy frame is seen after the clean clip (its context is the student's clean
+    frames); with a `FrameCausalMask` of F frames ("joint" scoring) the clip is the clean seed frame followed by
+    all the noisy frames, as diffusion forcing trains. noisy [B, F-1, C, H, W] at sigma [B, F-1]; ctrl
+    [B, F, nb + 3]; prompt [B, P, Dp].
     """
     B, n = frames.shape[:2]
-    x = torch.cat([frames, noisy], 1)
-    s = torch.cat([torch.zeros(B, n, device=sigma.device), sigma], 1)
-    t = torch.cat([torch.arange(n), torch.arange(1, n)]).to(frames.device).expand(B, -1)
-    c = torch.cat([ctrl, ctrl[:, 1:]], 1)
-    v = model(x, s, t, c, prompt, cache=mask, ctrl_null=ctrl_null)[:, n:].float()
+    zeros = lambda k: torch.zeros(B, k, device=sigma.device)  # noqa: E731
+    if isinstance(mask, CleanContextMask):
+        x, s = torch.cat([frames, noisy], 1), torch.cat([zeros(n), sigma], 1)
+        t, c = torch.cat([torch.arange(n), torch.arange(1, n)]), torch.cat([ctrl, ctrl[:, 1:]], 1)
+    else:
+        x, s, t, c = torch.cat([frames[:, :1], noisy], 1), torch.cat([zeros(1), sigma], 1), torch.arange(n), ctrl
+    t = t.to(frames.device).expand(B, -1)
+    return model(x, s, t, c, prompt, cache=mask, ctrl_null=ctrl_null)[:, 1 - n:].float()
+
+
+def predict_x0(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctrl_null=None) -> torch.Tensor:
+    """x0 estimates [B, F-1, C, H, W] of the noisy frames 1..F-1 (see `velocity`)."""
+    v = velocity(model, frames, noisy, sigma, ctrl, prompt, mask, ctrl_null)
     return noisy - sigma[..., None, None, None] * v
 
 
@@ -154,9 +172,11 @@ def guided_x0(teacher: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, 
     return uncond + guidance * (cond - uncond)
 
 
-def noised(x0: torch.Tensor, tc: SelfForcingTraining, g: torch.Generator):
-    """x0 [B, F', C, H, W] -> (noisy, sigma [B, F'], noise) with sigma ~ U(sigma_min, sigma_max)."""
-    sigma = tc.sigma_min + (tc.sigma_max - tc.sigma_min) * torch.rand(x0.shape[:2], generator=g)
+def noised(x0: torch.Tensor, tc: SelfForcingTraining, g: torch.Generator, per_clip: bool = False):
+    """x0 [B, F', C, H, W] -> (noisy, sigma [B, F'], noise), sigma ~ U(sigma_min, sigma_max) per frame or per clip."""
+    B, n = x0.shape[:2]
+    sigma = torch.rand(B, 1 if per_clip else n, generator=g).expand(B, n)
+    sigma = tc.sigma_min + (tc.sigma_max - tc.sigma_min) * sigma
     noise = torch.randn(x0.shape, generator=g)
     sigma, noise = sigma.to(x0.device), noise.to(x0.device)
     s = sigma[..., None, None, None]
@@ -171,7 +191,7 @@ def dmd_loss(frames, teacher, critic, ctrl, prompt, mask, tc: SelfForcingTrainin
     x0 = frames[:, 1:]
     with torch.no_grad():
         context = frames.detach()
-        noisy, sigma, _ = noised(x0.detach(), tc, g)
+        noisy, sigma, _ = noised(x0.detach(), tc, g, per_clip=not isinstance(mask, CleanContextMask))
         real = guided_x0(teacher, context, noisy, sigma, ctrl, prompt, mask, tc.guidance)
         fake = predict_x0(critic, context, noisy, sigma, ctrl, prompt, mask)
         scale = (x0.detach() - real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp(min=1e-6)
@@ -181,16 +201,11 @@ def dmd_loss(frames, teacher, critic, ctrl, prompt, mask, tc: SelfForcingTrainin
 
 
 def critic_loss(critic, frames, ctrl, prompt, mask, tc: SelfForcingTraining, g: torch.Generator) -> torch.Tensor:
-    """The ordinary diffusion (velocity) loss of the critic on the student's frames, from their clean context."""
+    """The ordinary diffusion (velocity) loss of the critic on the student's frames, scored as `mask` says."""
     frames = frames.detach()
     x0 = frames[:, 1:]
-    noisy, sigma, noise = noised(x0, tc, g)
-    B, n = frames.shape[:2]
-    x = torch.cat([frames, noisy], 1)
-    s = torch.cat([torch.zeros(B, n, device=sigma.device), sigma], 1)
-    t = torch.cat([torch.arange(n), torch.arange(1, n)]).to(frames.device).expand(B, -1)
-    v = critic(x, s, t, torch.cat([ctrl, ctrl[:, 1:]], 1), prompt, cache=mask)[:, n:].float()
-    return F.mse_loss(v, noise - x0)
+    noisy, sigma, noise = noised(x0, tc, g, per_clip=not isinstance(mask, CleanContextMask))
+    return F.mse_loss(velocity(critic, frames, noisy, sigma, ctrl, prompt, mask), noise - x0)
 
 
 # ---------------------------------------------------------------------------------------------- rollout
@@ -288,7 +303,7 @@ def train_self_forcing(
     (run_dir / "config.json").write_text(json.dumps({"model": student.cfg.to_dict(), "training": asdict(tc)}, indent=2))
 
     sampler = ClipSampler(data, key_names, teacher.cfg, tc.clip_frames, tc.seed + step, device)
-    mask = CleanContextMask(teacher.cfg, tc.clip_frames, device)
+    mask = (CleanContextMask if tc.scoring == "context" else FrameCausalMask)(teacher.cfg, tc.clip_frames, device)
     g = torch.Generator().manual_seed(tc.seed * 1000 + step)
     rng = np.random.default_rng(tc.seed * 1000 + step)
     n_steps = len(tc.student_sigmas) - 1
