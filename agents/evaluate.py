@@ -7,7 +7,8 @@
 Episode i starts from arena seed EVAL_SEED + i with a caption drawn from `--prompt`: the real game opens
 that map; the dream starts from its first frame, with the same caption. Prints and saves (`eval.json`) the
 mean return of each with a 95% confidence interval and the dream-to-real gap, and writes a video of the
-first episodes with the dream on the left and reality on the right (`dream_vs_real.mp4`).
+first episodes with the dream on the left and reality on the right (`dream_vs_real.mp4`), and the first
+episode as a PNG strip (`dream_vs_real.png`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def side_by_side_video(path: Path, dream: list[np.ndarray], real: list[np.ndarra
     return path
 
 
+def side_by_side_strip(path: Path, dream: np.ndarray, real: np.ndarray, every: int = 25, scale: int = 2) -> Path:
+    """One episode as a PNG: every `every`-th frame, the dream on the top row and reality below."""
+    n = min(len(dream), len(real))
+    rows = [np.concatenate(list(frames[:n:every]), axis=1) for frames in (dream, real)]
+    strip = cv2.resize(np.concatenate(rows, axis=0), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+    return path
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("policy", help="a model.zip saved by agents/train.py, or 'random' or 'scripted'")
@@ -98,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.video_episodes:
             video = side_by_side_video(args.out / "dream_vs_real.mp4", dream_frames, real_frames)
             report["video"] = str(video)
+            report["strip"] = str(side_by_side_strip(args.out / "dream_vs_real.png", dream_frames[0], real_frames[0]))
     (args.out / "eval.json").write_text(json.dumps(report, indent=2))
     for world in ("dream", "real"):
         if world in report:

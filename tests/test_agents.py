@@ -66,6 +66,7 @@ def test_train_and_evaluate_end_to_end(tmp_path):
     ok, frame = video.read()
     assert ok and frame.shape == (64 * 4, (64 * 2 + 2) * 4, 3)  # dream | real, upscaled 4x
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 2 * 7  # two episodes of reset frame + 6 steps
+    assert cv2.imread(report["strip"]).shape == (2 * 64 * 2, 64 * 2, 3)  # frame 0 only (every 25th of 7)
 
 
 def test_dream_and_real_start_from_the_same_frame():
