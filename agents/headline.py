@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=50_000)
     p.add_argument("--n-envs", type=int, default=16)
     p.add_argument("--episodes", type=int, default=32)
-    p.add_argument("--common", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--model", help="the dreamed world: a Waypoint checkpoint folder (default: the bundled world)")
     p.add_argument("--out", type=Path, default=Path("runs/agents"))
     p.add_argument("--figure", type=Path, default=Path("docs/images/results/learning_curves.png"))
     args = p.parse_args(argv)
-    common = ["--common", str(args.common)] if args.common else []
+    common = ["--threads", str(args.threads)] if args.threads else []
     common += ["--model", args.model] if args.model else []
     for world in ("real", "dream"):
         if not (args.out / f"ppo_{world}" / "model.zip").exists():
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dream_return": {name: {k: r["dream"][k] for k in ("mean", "ci95", "n")}
                          for name, r in reports.items() if "dream" in r},
         "dream_trained_share_of_real_trained": real["ppo_dream"] / real["ppo_real"] if real["ppo_real"] else None,
-        "training": {w: {k: t[k] for k in ("steps", "wall_s", "steps_per_s", "torch_common")}
+        "training": {w: {k: t[k] for k in ("steps", "wall_s", "steps_per_s", "torch_threads")}
                      for w, t in trained.items()},
     }
     (args.out / "headline.json").write_text(json.dumps(headline, indent=2))
