@@ -93,3 +93,15 @@ def test_mean_ci():
     stats = mean_ci(np.array([1.0, 2.0, 3.0, 4.0]))
     assert stats["mean"] == 2.5 and stats["n"] == 4
     assert stats["ci95"] == pytest.approx(1.96 * np.std([1, 2, 3, 4], ddof=1) / 2)
+
+
+def test_headline_plot_reads_both_learning_curves(tmp_path):
+    from agents.headline import plot_curves
+
+    for name, returns in (("ppo_real", [0.2, 0.9]), ("ppo_dream", [0.2, 0.4])):
+        (tmp_path / name).mkdir()
+        rows = ["steps,wall_s,train_return,real_return,real_ci95"]
+        rows += [f"{s},1.0,nan,{r},0.1" for s, r in zip((0, 1000), returns)]
+        (tmp_path / name / "curve.csv").write_text("\n".join(rows))
+    plot_curves(tmp_path, tmp_path / "fig" / "curves.png", {"random agent": 0.25, "scripted agent": 3.2})
+    assert cv2.imread(str(tmp_path / "fig" / "curves.png")).shape[2] == 3
