@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--critic-lr", type=float, default=1e-4)
     p.add_argument("--critic-steps", type=int, default=2, help="critic updates per student update")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance of the teacher")
+    p.add_argument("--guidance", type=float, default=1.5, help="classifier-free guidance of the teacher")
     p.add_argument("--scoring", choices=["joint", "context"], default="joint",
                    help="DMD scores: the clip noisy after its clean seed frame, or each frame from clean context")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")

@@ -57,7 +57,7 @@ class SelfForcingTraining:
     lr: float = 2e-5  # student
     critic_lr: float = 1e-4
     critic_steps: int = 2  # critic updates per student update (one on the student's batch, the rest on new rollouts)
-    guidance: float = 3.0  # classifier-free guidance of the teacher's ("real") score; 1 = none
+    guidance: float = 1.5  # classifier-free guidance of the teacher's ("real") score; 1 = none (3 saturated)
     sigma_min: float = 0.02  # noise levels of the DMD and critic losses, U(sigma_min, sigma_max)
     sigma_max: float = 0.98
     scoring: str = "joint"  # "joint": seed frame clean, generated frames noisy; "context": each from clean context
