@@ -26,8 +26,8 @@ from .world_env import (
     check_max_episode_steps,
     default_reward_fn,
     describe_prompt,
-    drawn_start,
     episode_options,
+    episode_start,
 )
 
 log = logging.getLogger(__name__)
@@ -177,13 +177,8 @@ class WaypointVectorEnv(VectorEnv):
 
     def _episode_start(self, i: int, prompt: Prompt, frames: np.ndarray | None) -> tuple[Prompt, np.ndarray | None]:
         """Env i's prompt and seed frames: those given, else drawn by `start_fn`, else the constructor's."""
-        if prompt is None or frames is None:
-            drawn = drawn_start(self.start_fn, self._rng(i))
-            if prompt is None and drawn.get("prompt") is not None:
-                prompt = self.world.check_prompt(drawn["prompt"])
-            if frames is None:
-                frames = self.world.check_seed_frames(drawn.get("seed_frames"))
-        return (self.prompts[i] if prompt is None else prompt), (self.seed_frames[i] if frames is None else frames)
+        return episode_start(self.world, self.start_fn, self._rng(i), prompt, frames, self.prompts[i],
+                             self.seed_frames[i])
 
     def _start(self, rows: list[int], prompts: list[Prompt], frames: list[np.ndarray | None]) -> None:
         first, latents = self.world.start(rows, prompts, frames)

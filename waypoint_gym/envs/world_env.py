@@ -327,14 +327,20 @@ def episode_options(prompt: Any, seed_frames: Any, options: dict | None, extra: 
     return opts
 
 
-def drawn_start(start_fn: Callable | None, rng: np.random.Generator) -> dict[str, Any]:
-    """An episode start drawn by `start_fn(rng)`: a dict with `prompt` and/or `seed_frames` ({} without one)."""
-    if start_fn is None:
-        return {}
-    start = start_fn(rng)
-    if not isinstance(start, dict) or not set(start) <= {"prompt", "seed_frames"}:
-        raise ValueError(f"start_fn must return a dict with 'prompt' and/or 'seed_frames', got {start!r:.200}")
-    return start
+def episode_start(world: WorldBatch, start_fn: Callable | None, rng: np.random.Generator, prompt: Prompt,
+                  frames: np.ndarray | None, default_prompt: Prompt,
+                  default_frames: np.ndarray | None) -> tuple[Prompt, np.ndarray | None]:
+    """An episode's prompt and seed frames: those given (checked already), else drawn by `start_fn(rng)` (a dict
+    with `prompt` and/or `seed_frames`), else the defaults."""
+    if (prompt is None or frames is None) and start_fn is not None:
+        drawn = start_fn(rng)
+        if not isinstance(drawn, dict) or not set(drawn) <= {"prompt", "seed_frames"}:
+            raise ValueError(f"start_fn must return a dict with 'prompt' and/or 'seed_frames', got {drawn!r:.200}")
+        if prompt is None and drawn.get("prompt") is not None:
+            prompt = world.check_prompt(drawn["prompt"])
+        if frames is None:
+            frames = world.check_seed_frames(drawn.get("seed_frames"))
+    return (default_prompt if prompt is None else prompt), (default_frames if frames is None else frames)
 
 
 class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
@@ -475,13 +481,8 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         prompt = self.world.check_prompt(opts["prompt"]) if opts.get("prompt") is not None else None
         frames = self.world.check_seed_frames(opts.get("seed_frames"))
         super().reset(seed=seed)
-        if prompt is None or frames is None:
-            drawn = drawn_start(self.start_fn, self.np_random)
-            if prompt is None:
-                prompt = self.world.check_prompt(drawn["prompt"]) if drawn.get("prompt") is not None else self.prompt
-            if frames is None:
-                frames = self.world.check_seed_frames(drawn.get("seed_frames"))
-                frames = self.seed_frames if frames is None else frames
+        prompt, frames = episode_start(self.world, self.start_fn, self.np_random, prompt, frames, self.prompt,
+                                       self.seed_frames)
         t0 = perf_counter()
         first, latents = self.world.start([0], [prompt], [frames])
         self._frame, self._latent = first[0], latents[0]
