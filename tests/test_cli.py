@@ -11,6 +11,7 @@ import yaml
 from waypoint_gym.cli import main
 from waypoint_gym.engine import WaypointConfig, WorldEngine
 from waypoint_gym.envs import WaypointWorldEnv
+from waypoint_gym.worlds import ArenaBatch
 
 
 def test_rollout_saves_latent_statistics(parity_dir, tmp_path):
@@ -58,3 +59,15 @@ def test_training_pipeline_end_to_end(tmp_path):
     obs, info = env.reset(seed=0)
     assert info["prompt"] == "a sunny desert canyon at noon" and obs.shape == (64, 64, 3)
     assert env.step(env.action_space.sample())[0].shape == (64, 64, 3)
+
+    # The self-forcing stage distils that world into a 1-step student and exports it the same way.
+    student = tmp_path / "student"
+    main(["train", "self-forcing", "--data", str(data), "--latents", str(lat), "--teacher", str(world),
+          "--run", str(tmp_path / "sf"), "--student-steps", "1", "--steps", "2", "--batch-size", "2",
+          "--clip-frames", "4", "--export", str(student), "--autoencoder", str(ae / "autoencoder"),
+          "--reward-head", str(tmp_path / "rh"), "--default-prompt", "a snowy ice cave at night"])
+    config = yaml.safe_load((student / "config.yaml").read_text())
+    assert config["scheduler_sigmas"] == [1.0, 0.0] and config["default_prompt"] == "a snowy ice cave at night"
+    np.testing.assert_array_equal(np.load(student / "start_frames.npy"),
+                                  ArenaBatch(1, size=64).reset(seed=10_000_000, prompt="a snowy ice cave at night")[0])
+    assert WaypointWorldEnv(model=student).reset(seed=0)[1]["prompt"] == "a snowy ice cave at night"

@@ -98,11 +98,38 @@ def world_model_data(data_dir: str, latents: str) -> tuple[dict, list[str], list
     return data, list(meta["keys"]), sorted(set(map(str, data["prompt"])))
 
 
+def export_world(args: argparse.Namespace, model, encoder, keys: list[str], ae=None) -> None:
+    """Write `args.export` with the autoencoder, reward head, default keys and (with `args.default_prompt`) a
+    start frame of the ground-truth world under that prompt, from a held-out seed."""
+    from waypoint_gym.training import export_checkpoint
+
+    extra, start = {"default_keys": keys}, None
+    if args.default_prompt:
+        from waypoint_gym.engine import Autoencoder
+        from waypoint_gym.worlds import ArenaBatch
+
+        extra["default_prompt"] = args.default_prompt
+        ae = ae or Autoencoder.from_pretrained(args.autoencoder)
+        size = ae.encoder.config.input_size[0]
+        start = ArenaBatch(1, size=size, keys=keys).reset(seed=10_000_000, prompt=args.default_prompt)[0]
+    export_checkpoint(args.export, model, args.autoencoder, encoder, args.reward_head, config_extra=extra,
+                      start_frames=start)
+    print(f"exported {args.export}")
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--export", default=None, help="checkpoint folder to write")
+    p.add_argument("--autoencoder", default=None, help="autoencoder folder to ship with the export")
+    p.add_argument("--reward-head", default=None, help="reward head folder to ship with the export")
+    p.add_argument("--default-prompt", default=None,
+                   help="prompt of episodes that name none; also ships a WaypointArena start frame for it")
+
+
 def train_world_model(args: argparse.Namespace) -> None:
     import yaml
 
     from waypoint_gym.engine import WaypointConfig
-    from waypoint_gym.training import WorldModelTraining, export_checkpoint, train_world_model
+    from waypoint_gym.training import WorldModelTraining, train_world_model
     from waypoint_gym.training.world_model import write_report
 
     data, keys, captions = world_model_data(args.data, args.latents)
@@ -117,21 +144,12 @@ def train_world_model(args: argparse.Namespace) -> None:
         ae = Autoencoder.from_pretrained(args.autoencoder, device=args.device)
     print(json.dumps(write_report(args.run, model, encoder, data, keys, ae, min(8, args.clip_frames)), indent=2))
     if args.export:
-        extra, start = {"default_keys": keys}, None
-        if args.default_prompt:  # a start frame of the ground-truth world with that prompt, from a held-out seed
-            from waypoint_gym.worlds import ArenaBatch
-
-            extra["default_prompt"] = args.default_prompt
-            size = ae.encoder.config.input_size[0]
-            start = ArenaBatch(1, size=size, keys=keys).reset(seed=10_000_000, prompt=args.default_prompt)[0]
-        export_checkpoint(args.export, model, args.autoencoder, encoder, args.reward_head, config_extra=extra,
-                          start_frames=start)
-        print(f"exported {args.export}")
+        export_world(args, model, encoder, keys, ae)
 
 
 def train_self_forcing(args: argparse.Namespace) -> None:
     """Self-forcing with DMD: a few-step student of a diffusion-forcing teacher, on its own rollouts."""
-    from waypoint_gym.training import SelfForcingTraining, export_checkpoint, train_self_forcing
+    from waypoint_gym.training import SelfForcingTraining, train_self_forcing
     from waypoint_gym.training.self_forcing import load_teacher, rollout_error
 
     data, keys, captions = world_model_data(args.data, args.latents)
@@ -141,8 +159,7 @@ def train_self_forcing(args: argparse.Namespace) -> None:
     tc = SelfForcingTraining(steps=args.steps, batch_size=args.batch_size, clip_frames=args.clip_frames,
                              student_sigmas=sigmas, lr=args.lr, critic_lr=args.critic_lr,
                              critic_steps=args.critic_steps, guidance=args.guidance, scoring=args.scoring,
-                             seed=args.seed,
-                             device=args.device, time_limit=args.time_limit)
+                             seed=args.seed, device=args.device, time_limit=args.time_limit)
     student = train_self_forcing(data, keys, teacher, encoder, args.run, tc)
     frames = min(16, int(np.asarray(data["length"]).max()))
     report = {"open_loop_mse_per_frame": {  # recorded clips, rollouts from their first frame
@@ -151,17 +168,7 @@ def train_self_forcing(args: argparse.Namespace) -> None:
     (Path(args.run) / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({k: {m: round(float(np.mean(v)), 4) for m, v in d.items()} for k, d in report.items()}))
     if args.export:
-        extra, start = {"default_keys": keys}, None
-        if args.default_prompt:  # the world-model stage's start frame: a held-out WaypointArena seed
-            from waypoint_gym.engine import Autoencoder
-            from waypoint_gym.worlds import ArenaBatch
-
-            extra["default_prompt"] = args.default_prompt
-            size = Autoencoder.from_pretrained(args.autoencoder).encoder.config.input_size[0]
-            start = ArenaBatch(1, size=size, keys=keys).reset(seed=10_000_000, prompt=args.default_prompt)[0]
-        export_checkpoint(args.export, student, args.autoencoder, encoder, args.reward_head, config_extra=extra,
-                          start_frames=start)
-        print(f"exported {args.export}")
+        export_world(args, student, encoder, keys)
 
 
 def train_reward_head(args: argparse.Namespace) -> None:
@@ -241,11 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--export", default=None, help="checkpoint folder to write")
-    p.add_argument("--autoencoder", default=None, help="autoencoder folder to ship with the export")
-    p.add_argument("--reward-head", default=None, help="reward head folder to ship with the export")
-    p.add_argument("--default-prompt", default=None,
-                   help="prompt of episodes that name none; also ships a WaypointArena start frame for it")
+    add_export_args(p)
     p.set_defaults(func=train_world_model)
     p = stages.add_parser("self-forcing", help="self-forcing with DMD: distil a world model into a few-step student")
     p.add_argument("--data", required=True)
@@ -267,11 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--export", default=None, help="checkpoint folder to write")
-    p.add_argument("--autoencoder", default=None, help="autoencoder folder to ship with the export")
-    p.add_argument("--reward-head", default=None, help="reward head folder to ship with the export")
-    p.add_argument("--default-prompt", default=None,
-                   help="prompt of episodes that name none; also ships a WaypointArena start frame for it")
+    add_export_args(p)
     p.set_defaults(func=train_self_forcing)
     p = stages.add_parser("reward-head", help="train the reward and termination head on cached latents")
     p.add_argument("--data", required=True)
