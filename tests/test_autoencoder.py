@@ -224,3 +224,14 @@ def test_bad_latents(tiny, z, error, match):
 def test_latent_channel_mismatch():
     with pytest.raises(ValueError, match="latent channels"):
         Autoencoder(tiny_config(), tiny_config(latent_channels=8))
+
+
+@pytest.mark.parametrize("size", [(16, 16), (64, 64), (9, 20)])
+def test_same_size_bicubic_is_skipped_exactly(size):
+    """The 64x64 worlds resize to the size they already have; skipping that must not change one bit."""
+    from waypoint_gym.engine.autoencoder import bicubic
+
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    assert bicubic(x, size=size) is x
+    assert torch.equal(torch.nn.functional.interpolate(x, size=size, mode="bicubic", align_corners=False), x)
+    assert bicubic(x, size=(size[0] * 2, size[1])).shape == (2, 3, size[0] * 2, size[1])
