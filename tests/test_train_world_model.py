@@ -12,6 +12,7 @@ from waypoint_gym.training.export import export_checkpoint
 from waypoint_gym.training.prompt_encoder import CaptionEncoder
 from waypoint_gym.training.world_model import (
     WorldModelTraining,
+    control_sensitivity,
     control_vectors,
     sample_sigmas,
     teacher_forced_error,
@@ -72,6 +73,11 @@ def test_training_learns_resumes_and_exports(tmp_path):
     assert [int(line.split('"step": ')[1].split(",")[0]) for line in log] == [50, 100, 150, 200]
     trained = teacher_forced_error(model, encoder, data, KEYS, 6)
     assert trained < 0.5 * untrained, (trained, untrained)
+    # The keys alone say which way the toy world rolls, so dropping them costs (little after 200 steps: a
+    # sub-token shift is learnt slowly; +20% after 1,200); its mouse is always 0, so mirroring changes nothing.
+    sens = control_sensitivity(model, encoder, data, KEYS, 6)
+    assert sens["recorded"] == pytest.approx(trained) and sens["mirrored_mouse"] == pytest.approx(trained)
+    assert sens["no_controls"] > 1.005 * trained, sens
 
     ae_dir = random_checkpoint(tmp_path / "ae_src", WaypointConfig(**CFG), image_size=(16, 16)) / "autoencoder"
     out = export_checkpoint(tmp_path / "world", model, ae_dir, encoder)

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -200,23 +201,47 @@ def train_world_model(
 
 @torch.no_grad()
 def teacher_forced_error(model: WaypointModel, encoder: CaptionEncoder, data: dict, key_names: list[str],
-                         clip_frames: int, n_clips: int = 64, seed: int = 1) -> float:
-    """Mean squared x0 error of a one-step prediction of each frame from clean context at sigma 1 (held-out data)."""
+                         clip_frames: int, n_clips: int = 64, seed: int = 1,
+                         controls: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Mean squared x0 error of a one-step prediction of each frame from clean context at sigma 1.
+
+    `controls` edits the recorded control vectors [n, F, nb + 3] first (see `control_sensitivity`); the
+    clips and the noise depend only on `seed`, so errors under different controls compare like for like.
+    """
     device = next(model.parameters()).device
     sampler = ClipSampler(data, key_names, model.cfg, clip_frames, seed, device)
     x0, ctrl, prompts = sampler.sample(n_clips)
+    if controls is not None:
+        ctrl = controls(ctrl)
     emb, _ = encoder(prompts)
+    g = torch.Generator().manual_seed(seed)
     errs = []
     for f in range(1, clip_frames):
         sigma = torch.zeros(n_clips, f + 1, device=device)
         sigma[:, f] = 1.0
-        noise = torch.randn_like(x0[:, f])
+        noise = torch.randn(x0[:, f].shape, generator=g).to(device)
         x = x0[:, : f + 1].clone()
         x[:, f] = noise
         t = torch.arange(f + 1, device=device).expand(n_clips, -1)
         v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(model.cfg, f + 1, device))
         errs.append(F.mse_loss(noise - v[:, f], x0[:, f]).item())
     return float(np.mean(errs))
+
+
+def control_sensitivity(model: WaypointModel, encoder: CaptionEncoder, data: dict, key_names: list[str],
+                        clip_frames: int, n_clips: int = 64, seed: int = 1) -> dict:
+    """Does the model use the controls? Its teacher-forced error with the recorded controls, with the mouse's
+    x (turning) mirrored, and with no controls; a world that ignores the controls scores the three alike."""
+    def mirrored(c):
+        c = c.clone()
+        c[..., 0] = -c[..., 0]
+        return c
+
+    args = (model, encoder, data, key_names, clip_frames, n_clips, seed)
+    true = teacher_forced_error(*args)
+    mirror = teacher_forced_error(*args, controls=mirrored)
+    none = teacher_forced_error(*args, controls=torch.zeros_like)
+    return {"recorded": true, "mirrored_mouse": mirror, "no_controls": none, "mirrored_mouse_cost": mirror / true - 1}
 
 
 @torch.no_grad()
@@ -233,6 +258,7 @@ def write_report(run_dir: str | Path, model: WaypointModel, encoder: CaptionEnco
         "first_loss": log_rows[0]["loss"] if log_rows else None,
         "final_loss": log_rows[-1]["loss"] if log_rows else None,
         "teacher_forced_x0_mse": teacher_forced_error(model, encoder, data, key_names, clip_frames, seed=seed),
+        "control_sensitivity": control_sensitivity(model, encoder, data, key_names, clip_frames, seed=seed),
     }
     if autoencoder is not None:
         device = next(model.parameters()).device
