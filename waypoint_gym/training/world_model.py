@@ -253,12 +253,13 @@ def write_report(run_dir: str | Path, model: WaypointModel, encoder: CaptionEnco
 
     run_dir = Path(run_dir)
     log_rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    sensitivity = control_sensitivity(model, encoder, data, key_names, clip_frames, seed=seed)
     report = {
         "steps": log_rows[-1]["step"] if log_rows else 0,
         "first_loss": log_rows[0]["loss"] if log_rows else None,
         "final_loss": log_rows[-1]["loss"] if log_rows else None,
-        "teacher_forced_x0_mse": teacher_forced_error(model, encoder, data, key_names, clip_frames, seed=seed),
-        "control_sensitivity": control_sensitivity(model, encoder, data, key_names, clip_frames, seed=seed),
+        "teacher_forced_x0_mse": sensitivity["recorded"],  # the error with the recorded controls
+        "control_sensitivity": sensitivity,
     }
     if autoencoder is not None:
         device = next(model.parameters()).device
