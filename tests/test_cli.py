@@ -28,6 +28,10 @@ def test_training_pipeline_end_to_end(tmp_path):
     main(["train", "collect", "--out", str(data), "--segments", "6", "--segment-len", "10", "--envs", "3"])
     main(["train", "autoencoder", "--data", str(data), "--out", str(ae), "--steps", "3", "--batch-size", "4",
           "--ch-0", "8", "--ch-max", "16"])
+    main(["train", "autoencoder", "--data", str(data), "--out", str(tmp_path / "dec"), "--steps", "2", "--batch-size",
+          "4", "--ch-0", "8", "--ch-max", "16", "--blocks-per-stage", "0", "--encoder", str(ae / "autoencoder")])
+    assert yaml.safe_load((tmp_path / "dec" / "autoencoder" / "decoder_conf.yml").read_text())["model"][
+        "decoder_blocks_per_stage"] == [0, 0]
     main(["train", "encode", "--data", str(data), "--autoencoder", str(ae / "autoencoder"), "--out", str(lat)])
     latents = np.load(lat)
     assert latents.shape == (6, 10, 4, 16, 16)

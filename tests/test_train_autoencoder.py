@@ -72,6 +72,21 @@ def test_resume_continues_from_the_saved_step(data_dir, tmp_path):
         train_autoencoder(data_dir, tmp_path / "split", steps=7, **{**tiny, "ch_0": 16})
 
 
+def test_a_new_decoder_for_a_frozen_encoder(trained, data_dir, tmp_path):
+    out, _ = trained
+    report = train_autoencoder(data_dir, tmp_path / "dec", steps=15, encoder=out / "autoencoder", blocks_per_stage=0,
+                               **{**TINY, "ch_0": 4, "ch_max": 8, "latent_channels": 16})  # latents: the encoder's
+    losses = [h["loss"] for h in report["history"]]
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    old = Autoencoder.from_pretrained(out / "autoencoder")
+    new = Autoencoder.from_pretrained(tmp_path / "dec" / "autoencoder")
+    assert all(torch.equal(a, b) for a, b in zip(old.encoder.state_dict().values(), new.encoder.state_dict().values()))
+    assert (new.decoder.config.ch_0, new.decoder.config.ch_max, new.latent_channels) == (4, 8, 4)
+    assert new.decoder.config.decoder_blocks_per_stage == [0, 0, 0] and len(new.decoder.blocks[0].blocks) == 0
+    assert new.decoder.config.encoder_blocks_per_stage == old.encoder.config.encoder_blocks_per_stage == [1, 1, 1]
+    assert new.decode(new.encode(np.zeros((2, 64, 64, 3), np.uint8))).shape == (2, 64, 64, 3)
+
+
 def test_cosine_lr():
     assert cosine_lr(0, 100, 1.0, 10) == pytest.approx(0.1)
     assert cosine_lr(10, 100, 1.0, 10) == pytest.approx(1.0)

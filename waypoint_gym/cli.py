@@ -75,8 +75,9 @@ def train_autoencoder(args: argparse.Namespace) -> None:
     from waypoint_gym.training import train_autoencoder
 
     report = train_autoencoder(args.data, args.out, latent_channels=args.latent_channels, stages=args.stages,
-                               ch_0=args.ch_0, ch_max=args.ch_max, steps=args.steps, batch_size=args.batch_size,
-                               lr=args.lr, device=args.device, time_limit=args.time_limit)
+                               ch_0=args.ch_0, ch_max=args.ch_max, blocks_per_stage=args.blocks_per_stage,
+                               encoder=args.encoder, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                               device=args.device, time_limit=args.time_limit)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
 
 
@@ -225,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stages", type=int, default=2)
     p.add_argument("--ch-0", type=int, default=16)
     p.add_argument("--ch-max", type=int, default=32)
+    p.add_argument("--blocks-per-stage", type=int, default=1, help="residual blocks per stage (0: none)")
+    p.add_argument("--encoder", default=None,
+                   help="an autoencoder folder: train only a new decoder (--ch-0, --ch-max) for its frozen encoder")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -133,6 +133,7 @@ def train_autoencoder(
     ch_0: int = 32,
     ch_max: int = 128,
     blocks_per_stage: int = 1,
+    encoder: str | os.PathLike | None = None,
     steps: int = 20_000,
     batch_size: int = 64,
     lr: float = 3e-4,
@@ -155,8 +156,11 @@ def train_autoencoder(
     """Train an autoencoder on the frames of a collection (see `collect`); returns the report.
 
     Resumes from `out_dir/train_state.pt` when `resume` and it exists (the architecture must match; `steps`
-    may grow). `stop_at` (a step) and `time_limit` (seconds) end this call early, with the state saved, so a
-    long run can be split over sessions; the LR schedule still runs over `steps`. bf16 autocast on CUDA.
+    may grow). With `encoder` (an autoencoder folder) only a new decoder of the given `ch_0`, `ch_max` and
+    `blocks_per_stage` is trained, for that autoencoder's frozen encoder, whose latent shape it keeps: a cheaper
+    decoder for latents a world model was already trained on. `stop_at` (a step) and `time_limit` (seconds)
+    end this call early, with the state saved, so a long run can be split over sessions; the LR schedule still
+    runs over `steps`. bf16 autocast on CUDA.
     Writes `autoencoder/`, `report.json` and `ae_samples.png` at the end of every call.
     """
     out_dir = Path(out_dir)
@@ -170,13 +174,23 @@ def train_autoencoder(
     val_idx = _frame_indices(val_segments, data["length"], segment_len)
     val_idx = val_idx[np.linspace(0, len(val_idx) - 1, min(eval_frames, len(val_idx))).astype(np.int64)]
 
+    frozen = Autoencoder.from_pretrained(encoder, device=device).encoder if encoder is not None else None
+    if frozen is not None:  # the decoder takes the frozen encoder's latents and makes its input size
+        latent_channels, stages = frozen.config.latent_channels, len(frozen.config.encoder_blocks_per_stage)
     config = autoencoder_config(latent_channels, stages, ch_0, ch_max, blocks_per_stage, tuple(frames.shape[1:3]))
-    hparams = {"steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
-               "l1_weight": l1_weight, "latent_weight": latent_weight, "latent_noise": latent_noise,
+    if frozen is not None:  # the conf describes the pair: the encoder's blocks, the new decoder's
+        config.encoder_blocks_per_stage = list(frozen.config.encoder_blocks_per_stage)
+    hparams = {"encoder": None if encoder is None else str(encoder), "steps": steps, "batch_size": batch_size,
+               "lr": lr, "weight_decay": weight_decay, "warmup": warmup, "l1_weight": l1_weight,
+               "latent_weight": latent_weight, "latent_noise": latent_noise,
                "val_fraction": val_fraction, "seed": seed, "data_dir": str(data_dir)}
     torch.manual_seed(seed)
-    model = Autoencoder(config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model = Autoencoder(config if frozen is None else frozen.config, config).to(device)
+    if frozen is not None:
+        model.encoder.load_state_dict(frozen.state_dict())
+        model.encoder.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=lr, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
     noise_gen = torch.Generator(device).manual_seed(seed)
     step, seconds, history = 0, 0.0, []
@@ -216,7 +230,7 @@ def train_autoencoder(
             loss, parts = ae_loss(model, x, latent_noise, l1_weight, latent_weight, noise_gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         step += 1
         interval.append(parts)
