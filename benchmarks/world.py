@@ -3,6 +3,7 @@ vector env at 16 envs, and the step time early versus late in one long episode.
 
     python benchmarks/world.py                      # the bundled world, its default denoising steps
     python benchmarks/world.py --steps 1 --long 10000
+    python benchmarks/world.py --baseline runs/world_b  # and the 16-env ratio to another checkpoint, interleaved
 
 Targets (issue 5): >= 30 env steps/s for one env, >= 200 env steps/s in total for 16 batched envs, and a flat
 per-step time over a 10,000-step episode. Prints a table and writes benchmarks/results/world.json.
@@ -32,6 +33,18 @@ def steps_per_second(env, n: int, batch: int) -> float:
     return n * batch / (time.perf_counter() - t0)
 
 
+def interleaved(models: list, envs: int, rounds: int = 6, n: int = 15, **kwargs) -> list[list[float]]:
+    """Batched env steps/s of each checkpoint in alternating rounds, so the machine's drift hits them alike."""
+    venvs = []
+    for model in models:
+        venv = gym.make_vec("Waypoint-v0", num_envs=envs, vectorization_mode="vector_entry_point", model=model,
+                            **kwargs)
+        venv.reset(seed=0)
+        steps_per_second(venv, 3, envs)
+        venvs.append(venv)
+    return [[steps_per_second(v, n, envs) for v in venvs] for _ in range(rounds)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="default: the bundled world")
@@ -40,6 +53,7 @@ def main() -> None:
     ap.add_argument("--envs", type=int, default=16)
     ap.add_argument("--long", type=int, default=10_000, help="steps of the long episode (0: skip)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--baseline", default=None, help="another checkpoint to compare 16 batched envs with")
     ap.add_argument("--out", default="benchmarks/results/world.json")
     args = ap.parse_args()
     if args.threads:
@@ -74,6 +88,13 @@ def main() -> None:
                                   "late_over_early": late / early}
         print(f"one episode of {len(times)} steps: {early:.2f} ms/step near step 10, {late:.2f} ms at the end "
               f"(ratio {late / early:.2f})")
+    if args.baseline:
+        rounds = interleaved([args.model, args.baseline], args.envs, n_denoise_steps=args.steps)
+        mine, base = (statistics.median(r[i] for r in rounds) for i in (0, 1))
+        result["interleaved_vs_baseline"] = {"baseline": args.baseline, "rounds": rounds, "median": mine,
+                                             "baseline_median": base, "ratio": mine / base}
+        print(f"{args.envs} batched envs, {len(rounds)} interleaved rounds: {mine:.1f} against {base:.1f} env "
+              f"steps/s for {args.baseline} (ratio {mine / base:.2f})")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
