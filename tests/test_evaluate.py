@@ -108,7 +108,7 @@ def test_theme_classifier_tells_real_worlds_apart():
 
 
 def test_teacher_forcing_leaves_only_real_frames_in_the_cache(plain_checkpoint):
-    """Generating a frame and then replacing it by the real one == having appended only the real frames."""
+    """Predicting a frame without storing it, then appending the real one == having appended only real frames."""
     n = 2
     game = ArenaBatch(n, size=64)
     frames, _ = game.reset(seed=EVAL_SEED)
@@ -121,8 +121,8 @@ def test_teacher_forcing_leaves_only_real_frames_in_the_cache(plain_checkpoint):
     forced.start(["a"] * n, real[0])
     plain.start(["a"] * n, real[0])
     for frame, action in zip(real[1:], actions):
-        forced.dream(*action)
-        forced.observe(frame, *action, replace=True)
+        forced.dream(*action, store=False)
+        forced.observe(frame, *action)
         plain.observe(frame, *action)
     noise = torch.randn(n, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     ctrls = forced.ctrls(*actions[0])

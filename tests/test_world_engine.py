@@ -69,6 +69,22 @@ def test_batch_one_is_unbatched(latent_ckpt):
     assert eng.frame_index().tolist() == [2]
 
 
+def test_a_one_step_prediction_is_not_stored(latent_ckpt):
+    real = torch.randn(2, 2, *WorldEngine(latent_ckpt).latent_shape)  # two frames of two envs
+    noise = torch.randn(2, 2, *real.shape[2:])
+    forced, plain, stored = (WorldEngine(latent_ckpt, batch_size=2) for _ in range(3))
+    for eng in (forced, plain, stored):
+        eng.append_latent(real[0])
+    guess = forced.gen_latent(CtrlInput(button={3}), noise=noise[0], store=False)
+    np.testing.assert_array_equal(forced.frame_index(), [1, 1])
+    assert torch.equal(guess, stored.gen_latent(CtrlInput(button={3}), noise=noise[0]))
+    np.testing.assert_array_equal(stored.frame_index(), [2, 2])
+    # teacher forcing: the cache then holds the real frames only, as if the prediction had never been made
+    for eng in (forced, plain):
+        eng.append_latent(real[1], CtrlInput(button={3}))
+    assert torch.equal(forced.gen_latent(noise=noise[1]), plain.gen_latent(noise=noise[1]))
+
+
 def test_seeded_generation_is_reproducible(latent_ckpt):
     a = WorldEngine(latent_ckpt, seed=7).gen_latent(CtrlInput(button={3}))
     b = WorldEngine(latent_ckpt, seed=7).gen_latent(CtrlInput(button={3}))

@@ -271,8 +271,13 @@ class WorldEngine:
         self._cache_pass(x, self._frame_inputs(ctrl_vec, ids), ids)
 
     @torch.inference_mode()
-    def gen_latent(self, ctrl=None, noise=None, env_ids: EnvIds = None, generator: torch.Generator | None = None):
-        """Generate the next frame's latent of each selected env: few-step denoising, then its cache pass."""
+    def gen_latent(self, ctrl=None, noise=None, env_ids: EnvIds = None, generator: torch.Generator | None = None,
+                   store: bool = True):
+        """Generate the next frame's latent of each selected env: few-step denoising, then its cache pass.
+
+        With `store=False` the frame is not stored and the envs stay at it: a one-step prediction, to be
+        followed by `append_latent` of the real frame (teacher forcing).
+        """
         ids, n, single = self._select(env_ids)
         ctrl_vec = self._ctrl_vector(ctrl, n)
         if noise is None:
@@ -282,7 +287,8 @@ class WorldEngine:
         inputs = self._frame_inputs(ctrl_vec, ids)  # shared by the frame's denoising passes and its cache pass
         velocity = lambda x, i: self._pass(x, self._sigma(i, n), inputs)
         x = euler_denoise(x, self.sigmas, velocity)
-        self._cache_pass(x, inputs, ids)
+        if store:
+            self._cache_pass(x, inputs, ids)
         return x[0].clone() if single else x.clone()
 
     def append_frame(self, img, ctrl=None, env_ids: EnvIds = None) -> None:

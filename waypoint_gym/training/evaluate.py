@@ -109,7 +109,6 @@ class _Dreamer:
             raise ValueError(f"{n} worlds do not fit the engine's batch_size {engine.batch_size}")
         self.engine, self.n, self.mouse_scale = engine, n, mouse_scale
         self.ids = None if n == engine.batch_size else list(range(n))
-        self._rows = slice(None) if self.ids is None else torch.arange(n, device=engine.device)
         _, self.keycodes = resolve_keys(keys, engine.config.n_buttons)
         self.ae = engine.autoencoder
 
@@ -127,23 +126,17 @@ class _Dreamer:
         zeros = np.zeros((self.n, len(self.keycodes)), np.uint8), np.zeros((self.n, 2), np.float32)
         return self.observe(frames, *zeros)
 
-    def observe(self, frames: np.ndarray, keys: np.ndarray, mouse: np.ndarray, replace: bool = False) -> torch.Tensor:
-        """Append real frames [n, H, W, 3] made by this action -> their latents [n, C, h, w].
-
-        With `replace` they take the place of the frames the last `dream` stored: that frame's index is given
-        back, so the append writes the same ring slots and the cache is as if only real frames had been seen
-        (WorldEngine has no call that generates without storing; this is the one place that reaches into its cache).
-        """
-        if replace:
-            self.engine.cache.frame[self._rows] -= 1
+    def observe(self, frames: np.ndarray, keys: np.ndarray, mouse: np.ndarray) -> torch.Tensor:
+        """Append real frames [n, H, W, 3] made by this action -> their latents [n, C, h, w]."""
         with torch.inference_mode():
             latent = self.ae.encode(np.ascontiguousarray(frames)).float()
         self.engine.append_latent(latent, self.ctrls(keys, mouse), self.ids)
         return latent
 
-    def dream(self, keys: np.ndarray, mouse: np.ndarray) -> torch.Tensor:
-        """Generate the next frame of every row under this action -> latents [n, C, h, w] (kept in the cache)."""
-        latent = self.engine.gen_latent(self.ctrls(keys, mouse), env_ids=self.ids)
+    def dream(self, keys: np.ndarray, mouse: np.ndarray, store: bool = True) -> torch.Tensor:
+        """Generate the next frame of every row under this action -> latents [n, C, h, w]; kept in the cache
+        unless `store` is False (a one-step prediction: `observe` the real frame next)."""
+        latent = self.engine.gen_latent(self.ctrls(keys, mouse), env_ids=self.ids, store=store)
         return latent[None] if latent.ndim == 3 else latent
 
     def decode(self, latent: torch.Tensor) -> np.ndarray:
@@ -222,8 +215,8 @@ def one_step_psnr(
             action = player.act(info)
             frames, _, _, _, info = game.step(*action)
             frames = frames.copy()
-            guess = dreamer.decode(dreamer.dream(*action))
-            latent = dreamer.observe(frames, *action, replace=True)
+            guess = dreamer.decode(dreamer.dream(*action, store=False))
+            latent = dreamer.observe(frames, *action)
             step_scores.append(psnr(guess, frames))
             step_ceiling.append(psnr(dreamer.decode(latent), frames))
             real.append(frames)
@@ -627,8 +620,8 @@ def reward_events(
         for _ in range(n_steps):
             pressed, mouse = player.act(info)
             frames, reward, _, _, info = game.step(pressed, mouse)
-            guess = dreamer.dream(pressed, mouse)
-            latent = dreamer.observe(frames.copy(), pressed, mouse, replace=True)
+            guess = dreamer.dream(pressed, mouse, store=False)
+            latent = dreamer.observe(frames.copy(), pressed, mouse)
             head_keys_in = torch.from_numpy(pressed[:, columns].astype(np.float32))
             head_mouse = torch.from_numpy(np.asarray(mouse, np.float32))
             on_real.append(reward_head.predict(previous, latent, head_keys_in, head_mouse)[0].cpu().numpy() > 0)
