@@ -8,11 +8,20 @@ import numpy as np
 import pytest
 import torch
 
+from waypoint_gym.engine import WaypointConfig, WorldEngine, random_checkpoint
 from waypoint_gym.engine.autoencoder import Autoencoder
+from waypoint_gym.engine.world_engine import CtrlInput
+from waypoint_gym.envs.spaces import resolve_keys
 from waypoint_gym.training.autoencoder import autoencoder_config
 from waypoint_gym.training.collect import collect_arena
 from waypoint_gym.training.data import encode_dataset
-from waypoint_gym.training.reward_head import RewardHead, RewardHeadConfig, best_threshold, train_reward_head
+from waypoint_gym.training.reward_head import (
+    RewardHead,
+    RewardHeadConfig,
+    best_threshold,
+    one_step_latents,
+    train_reward_head,
+)
 
 S, L, C, H, W, K = 60, 8, 4, 8, 8, 6
 
@@ -101,6 +110,40 @@ def test_trains_from_a_collection_and_cached_latents(tmp_path):
     assert report["n_train"] + report["n_val"] == 4 * 5
     head = RewardHead.from_pretrained(tmp_path / "head")
     assert head.config.keys == ["W", "A", "S", "D", "SPACE", "SHIFT"] and head.config.latent_size == (8, 8)
+
+
+def test_reads_the_dreamed_latents_as_the_step(tmp_path):
+    """With `dreamed`, frame t comes from it: the reward's mark is only there, and the head still finds it."""
+    latents, data = synthetic()
+    real = np.random.default_rng(2).standard_normal(latents.shape).astype(np.float16)  # no marks at all
+    report = train_reward_head(real, data, tmp_path / "head", dreamed=latents.astype(np.float32), steps=150,
+                               batch_size=64, lr=3e-3, hidden=32, val_fraction=0.25, progress=False)
+    assert report["reward"]["precision"] >= 0.9 and report["reward"]["recall"] >= 0.9, report["reward"]
+    with pytest.raises(ValueError, match="dreamed latents"):
+        train_reward_head(real, data, tmp_path / "bad", dreamed=latents[:, :4], steps=1, progress=False)
+
+
+def test_one_step_latents_are_the_worlds_predictions_from_real_frames(tmp_path):
+    cfg = WaypointConfig(d_model=32, n_heads=2, n_kv_heads=1, n_layers=2, mlp_ratio=2, channels=C, height=H // 4,
+                         width=W // 4, patch=(4, 4), tokens_per_frame=4, n_frames=16, local_window=3, global_window=4,
+                         global_pinned_dilation=2, global_attn_period=2, n_buttons=128, prompt_conditioning=None)
+    ckpt = random_checkpoint(tmp_path / "world", cfg)
+    latents, data = synthetic()
+    latents, data = latents[:3, :4], {k: v[:3, :4] for k, v in data.items() if k != "length"}
+    keys = ["W", "A", "S", "D", "SPACE", "SHIFT"]
+    out = one_step_latents(WorldEngine(ckpt, batch_size=2, seed=0), latents, data, keys, progress=False)
+    assert out.shape == latents.shape and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:, 0], latents[:, 0].astype(np.float32))  # the seed frame stays real
+    assert np.abs(out[:, 1:] - latents[:, 1:].astype(np.float32)).mean() > 0.1  # the rest are predictions
+
+    # Segment 2 ran alone in the second batch: replay its first prediction by hand.
+    eng = WorldEngine(ckpt, batch_size=2, seed=0)
+    for _ in range(3):  # the first batch drew noise for 3 frames of 2 envs
+        torch.randn((2, *eng.latent_shape), generator=eng.generator)
+    eng.append_latent(torch.from_numpy(latents[2:3, 0].astype(np.float32)), env_ids=[0])
+    pressed = {int(code) for code, on in zip(resolve_keys(keys, 128)[1], data["keys"][2, 1]) if on}
+    ctrl = CtrlInput(button=pressed, mouse=tuple(float(m) for m in data["mouse"][2, 1]))
+    torch.testing.assert_close(eng.gen_latent([ctrl], env_ids=[0], store=False)[0], torch.from_numpy(out[2, 1]))
 
 
 def test_best_threshold():

@@ -175,7 +175,16 @@ def train_self_forcing(args: argparse.Namespace) -> None:
 def train_reward_head(args: argparse.Namespace) -> None:
     from waypoint_gym.training import train_reward_head
 
-    report = train_reward_head(args.latents, args.data, args.out, steps=args.steps, device=args.device)
+    dreamed = None
+    if args.world:  # the world's one-step predictions of the recorded frames, as the head will read them
+        from waypoint_gym.engine import WorldEngine
+        from waypoint_gym.training.reward_head import one_step_latents
+
+        data, keys, _ = world_model_data(args.data, args.latents)
+        engine = WorldEngine(args.world, device=args.device, batch_size=args.world_batch, seed=0)
+        dreamed = one_step_latents(engine, data["latents"], data, keys)
+    report = train_reward_head(args.latents, args.data, args.out, steps=args.steps, device=args.device,
+                               dreamed=dreamed)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
 
 
@@ -283,6 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latents", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--world", default=None,
+                   help="a checkpoint: train on its one-step predictions of the frames (what a dreamed step shows)")
+    p.add_argument("--world-batch", type=int, default=64, help="segments predicted at once with --world")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=train_reward_head)
 

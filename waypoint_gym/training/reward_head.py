@@ -127,13 +127,15 @@ class Transitions:
     reward: np.ndarray  # [S, L]
     terminated: np.ndarray  # [S, L]
     index: np.ndarray  # [M, 2] (s, t) of each transition
+    current: np.ndarray | None = None  # [S, L, C, h, w] what the head reads as frame t, if not `latents`
 
     def batch(self, rows: np.ndarray, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Inputs (prev, latent, keys, mouse) and targets [B, 2] of the transitions `rows` of `index`."""
         s, t = self.index[rows, 0], self.index[rows, 1]
         order = np.lexsort((t, s))  # sorted reads are kinder to a memory-mapped file
         s, t, back = s[order], t[order], np.argsort(order)
-        prev, latent = self.latents[s, t - 1][back], self.latents[s, t][back]
+        current = self.latents if self.current is None else self.current
+        prev, latent = self.latents[s, t - 1][back], current[s, t][back]
         inputs = [torch.from_numpy(np.asarray(a, np.float32)).to(device) for a in
                   (prev, latent, self.keys[s, t][back], self.mouse[s, t][back])]
         target = np.stack([self.reward[s, t] > 0, self.terminated[s, t]], 1)[back]
@@ -170,11 +172,44 @@ def _probabilities(head: RewardHead, data: Transitions, device: torch.device, ba
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)  # [M, 2]
 
 
+@torch.no_grad()
+def one_step_latents(engine: Any, latents: np.ndarray, data: dict[str, np.ndarray], key_names: list[str],
+                     progress: bool = True) -> np.ndarray:
+    """A world's one-step prediction of every recorded frame from the real frames before it [S, L, C, h, w].
+
+    `engine` is a `WorldEngine` (its batch size sets how many segments run at once); `data` holds the
+    collection's keys, mouse, prompt and length. Frame 0 (the seed) stays the real latent. These are the
+    latents a reward head reads in a dreamed step, so a head trained on them learns to judge generated frames.
+    """
+    from waypoint_gym.envs.spaces import default_mouse_scale, resolve_keys, to_ctrl
+
+    _, keycodes = resolve_keys(key_names, engine.config.n_buttons)
+    scale = default_mouse_scale(engine.config)  # as the env maps its mouse Box
+    n_segments, segment_len = latents.shape[:2]
+    out = np.array(latents, np.float32)  # frame 0 stays real; the others are overwritten
+    bar = tqdm(total=n_segments * (segment_len - 1), desc="one-step latents", unit="frame", disable=not progress)
+    for start in range(0, n_segments, engine.batch_size):
+        rows = np.arange(start, min(start + engine.batch_size, n_segments))
+        ids = None if len(rows) == engine.batch_size else list(range(len(rows)))
+        engine.reset(ids)
+        if engine.config.prompt_conditioning:
+            engine.set_prompt([str(p) for p in data["prompt"][rows]], ids)
+        engine.append_latent(torch.from_numpy(out[rows, 0]), env_ids=ids)
+        for t in range(1, segment_len):
+            ctrls = [to_ctrl(data["keys"][s, t] != 0, data["mouse"][s, t], keycodes, scale) for s in rows]
+            out[rows, t] = engine.gen_latent(ctrls, env_ids=ids, store=False).reshape(len(rows), *out.shape[2:])
+            engine.append_latent(torch.from_numpy(np.asarray(latents[rows, t], np.float32)), ctrls, env_ids=ids)
+            bar.update(len(rows))
+    bar.close()
+    return out
+
+
 def train_reward_head(
     latents: str | os.PathLike | np.ndarray,
     data: str | os.PathLike | dict[str, np.ndarray],
     out_dir: str | os.PathLike,
     *,
+    dreamed: np.ndarray | None = None,
     steps: int = 3000,
     batch_size: int = 256,
     lr: float = 1e-3,
@@ -187,6 +222,8 @@ def train_reward_head(
     """Train a `RewardHead` on cached latents [S, L, C, h, w] and a collection's actions and rewards.
 
     `latents` is an array or a file from `encode_dataset`; `data` a collection folder or `load_chunks` output.
+    With `dreamed` (`one_step_latents` of a world on the same segments) the head reads the world's prediction
+    as the step's latent (the previous one stays real), for training and for choosing the thresholds.
     The loss is binary cross-entropy per output, positives weighted by negatives / positives of the training
     split (class-balanced). The last `val_fraction` of the segments is held out to choose the thresholds and
     to report precision and recall. Saves the head in `out_dir` with `report.json`; returns the report.
@@ -203,6 +240,8 @@ def train_reward_head(
     n_segments, segment_len = data["keys"].shape[:2]
     if tuple(latents.shape[:2]) != (n_segments, segment_len):
         raise ValueError(f"latents {tuple(latents.shape)} do not match {n_segments} segments of {segment_len}")
+    if dreamed is not None and dreamed.shape != latents.shape:
+        raise ValueError(f"dreamed latents {tuple(dreamed.shape)} do not match the latents {tuple(latents.shape)}")
 
     # Transitions into frames 1 .. length-1; the last segments are held out.
     n_val = min(n_segments - 1, max(1, round(n_segments * val_fraction))) if n_segments > 1 else 0
@@ -211,8 +250,8 @@ def train_reward_head(
     index = np.concatenate(pairs).astype(np.int64)  # [M, 2]
     is_val = index[:, 0] >= n_segments - n_val
     arrays = {k: data[k] for k in ("keys", "mouse", "reward", "terminated")}
-    train = Transitions(latents, **arrays, index=index[~is_val])
-    val = Transitions(latents, **arrays, index=index[is_val] if n_val else index)
+    train = Transitions(latents, **arrays, index=index[~is_val], current=dreamed)
+    val = Transitions(latents, **arrays, index=index[is_val] if n_val else index, current=dreamed)
 
     rng = np.random.default_rng(seed)
     stats_rows = np.sort(rng.choice(len(train.index), min(4096, len(train.index)), replace=False))
