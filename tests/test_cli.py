@@ -65,6 +65,10 @@ def test_training_pipeline_end_to_end(tmp_path):
     obs, info = env.reset(seed=0)
     assert info["prompt"] == "a sunny desert canyon at noon" and obs.shape == (64, 64, 3)
     assert env.step(env.action_space.sample())[0].shape == (64, 64, 3)
+    # A reward head that reads that world's one-step predictions instead of the recorded latents.
+    main(["train", "reward-head", "--data", str(data), "--latents", str(lat), "--out", str(tmp_path / "rh_world"),
+          "--steps", "3", "--world", str(world), "--world-batch", "4"])
+    assert json.loads((tmp_path / "rh_world" / "report.json").read_text())["n_train"] == 5 * 9
 
     # The self-forcing stage distils that world into a 1-step student and exports it the same way.
     student = tmp_path / "student"
