@@ -68,7 +68,8 @@ def test_training_pipeline_end_to_end(tmp_path):
     # A reward head that reads that world's one-step predictions instead of the recorded latents.
     main(["train", "reward-head", "--data", str(data), "--latents", str(lat), "--out", str(tmp_path / "rh_world"),
           "--steps", "3", "--world", str(world), "--world-batch", "4"])
-    assert json.loads((tmp_path / "rh_world" / "report.json").read_text())["n_train"] == 5 * 9
+    report = json.loads((tmp_path / "rh_world" / "report.json").read_text())
+    assert report["n_train"] == 5 * 9 and report["one_step_latents_of"] == str(world)
 
     # The self-forcing stage distils that world into a 1-step student and exports it the same way.
     student = tmp_path / "student"
