@@ -15,6 +15,7 @@ from waypoint_gym.training.world_model import (
     control_sensitivity,
     control_vectors,
     sample_sigmas,
+    scale_ctrl_init,
     teacher_forced_error,
     train_world_model,
 )
@@ -51,6 +52,20 @@ CFG = dict(
 def test_control_vectors_place_keys_at_their_keycodes():
     v = control_vectors(np.array([[1, 0]]), np.array([[0.5, -0.25]]), ["W", "SPACE"], 256)
     assert v.shape == (1, 259) and v[0, 2 + 87] == 1 and v[0, 2 + 32] == 0 and v[0, :2].tolist() == [0.5, -0.25]
+
+
+def test_ctrl_init_scale_scales_only_the_control_half_of_the_fusion():
+    cfg = WaypointConfig(**CFG)
+    torch.manual_seed(0)
+    plain = WaypointModel(cfg)
+    torch.manual_seed(0)
+    scaled = WaypointModel(cfg)
+    scale_ctrl_init(scaled, 16.0)
+    D = cfg.d_model
+    for a, b in zip(plain.transformer.blocks, scaled.transformer.blocks):
+        wa, wb = a.ctrl_mlpfusion.mlp.fc1.weight, b.ctrl_mlpfusion.mlp.fc1.weight
+        assert torch.equal(wb[:, :D], wa[:, :D]) and torch.allclose(wb[:, D:], 16 * wa[:, D:])
+    assert torch.equal(scaled.ctrl_emb.mlp.fc1.weight, plain.ctrl_emb.mlp.fc1.weight)
 
 
 def test_sigma_sampling_keeps_clean_context_out_of_the_loss():

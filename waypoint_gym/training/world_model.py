@@ -45,6 +45,7 @@ class WorldModelTraining:
     clean_context_prob: float = 0.5  # share of clips whose frames before a random cut are (nearly) clean
     context_noise: float = 0.05  # max sigma of "clean" context frames (noise augmentation)
     ctrl_dropout: float = 0.1  # classifier-free-guidance dropout to the null embeddings
+    ctrl_init_scale: float = 1.0  # initial weights on the control half of every fusion layer, times this
     prompt_dropout: float = 0.1
     seed: int = 0
     device: str = "cpu"
@@ -91,6 +92,20 @@ class ClipSampler:
         return x0, ctrl, [self.prompts[i] for i in idx]
 
 
+@torch.no_grad()
+def scale_ctrl_init(model: WaypointModel, scale: float) -> None:
+    """Multiply the control half of each `ctrl_mlpfusion.fc1` by `scale` (a fresh model's initialisation).
+
+    Larger weights there let the controls switch the fusion's SiLU units on and off from the start, so a
+    control can gate what the block does with the frame's content; with the default initialisation the
+    model is slow to learn any use of the controls that is not additive (docs/world.md).
+    """
+    D = model.cfg.d_model
+    for blk in model.transformer.blocks:
+        if hasattr(blk, "ctrl_mlpfusion"):
+            blk.ctrl_mlpfusion.mlp.fc1.weight[:, D:] *= scale
+
+
 def sample_sigmas(n: int, F: int, sched: list[float], tc: WorldModelTraining, g: torch.Generator, device):
     """[n, F] noise levels for diffusion forcing; returns sigmas and a mask of frames that carry loss."""
     uniform = torch.rand(n, F, generator=g)
@@ -127,6 +142,7 @@ def train_world_model(
     device = torch.device(tc.device)
     torch.manual_seed(tc.seed)
     model = WaypointModel(cfg).to(device)
+    scale_ctrl_init(model, tc.ctrl_init_scale)
     encoder = CaptionEncoder.for_captions(captions, cfg.prompt_embedding_dim).to(device)
     params = list(model.parameters()) + list(encoder.parameters())
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
