@@ -185,10 +185,7 @@ def train_reward_head(args: argparse.Namespace) -> None:
         engine = WorldEngine(args.world, device=args.device, batch_size=args.world_batch, seed=0)
         dreamed = one_step_latents(engine, data["latents"], data, keys)
     report = train_reward_head(args.latents, args.data, args.out, steps=args.steps, device=args.device,
-                               dreamed=dreamed)
-    if args.world:  # say in the report which world's predictions the head was trained and thresholded on
-        report["one_step_latents_of"] = str(args.world)
-        (Path(args.out) / "report.json").write_text(json.dumps(report, indent=1))
+                               dreamed=dreamed, dreamed_by=args.world)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
 
 

@@ -210,6 +210,7 @@ def train_reward_head(
     out_dir: str | os.PathLike,
     *,
     dreamed: np.ndarray | None = None,
+    dreamed_by: str | None = None,
     steps: int = 3000,
     batch_size: int = 256,
     lr: float = 1e-3,
@@ -223,7 +224,8 @@ def train_reward_head(
 
     `latents` is an array or a file from `encode_dataset`; `data` a collection folder or `load_chunks` output.
     With `dreamed` (`one_step_latents` of a world on the same segments) the head reads the world's prediction
-    as the step's latent (the previous one stays real), for training and for choosing the thresholds.
+    as the step's latent (the previous one stays real), for training and for choosing the thresholds;
+    `dreamed_by` (that world's name) goes into the report as `one_step_latents_of`.
     The loss is binary cross-entropy per output, positives weighted by negatives / positives of the training
     split (class-balanced). The last `val_fraction` of the segments is held out to choose the thresholds and
     to report precision and recall. Saves the head in `out_dir` with `report.json`; returns the report.
@@ -293,6 +295,8 @@ def train_reward_head(
         "n_val": len(val.index), "train_positives": counts.tolist(), "pos_weight": pos_weight.tolist(),
         "steps": steps, "history": history, "config": dataclasses.asdict(head.config),
     }
+    if dreamed_by is not None:
+        report["one_step_latents_of"] = dreamed_by
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     log.info("reward head: held-out reward precision %s recall %s; saved to %s",
              reward_eval["precision"], reward_eval["recall"], out_dir)
