@@ -122,3 +122,25 @@ def test_collect_env_matches_the_batched_path(tmp_path):
     assert meta["source"] == "WaypointArena-v0" and meta["keys"] == ["W", "A", "S", "D", "SPACE", "SHIFT"]
     for name in batched:
         np.testing.assert_array_equal(generic[name], batched[name], err_msg=name)
+
+
+def lag_one_correlation(x: np.ndarray) -> float:
+    return float(np.corrcoef(x[:, 1:].ravel(), x[:, :-1].ravel())[0, 1])
+
+
+def test_policy_settings_make_jumpier_play_and_are_kept(tmp_path):
+    jumpy = dict(hold_mean=2.5, mouse_theta=0.8, mouse_sigma=0.7, turn_prob=0.05)
+    common = dict(n_segments=32, segment_len=24, n_envs=16, seek_prob=0.0, progress=False)
+    collect_arena(tmp_path / "smooth", **common)
+    meta = collect_arena(tmp_path / "jumpy", policy=jumpy, **common)
+    assert meta["policy"] == jumpy and "policy" not in json.loads((tmp_path / "smooth" / "meta.json").read_text())
+    smooth, rough = read(tmp_path / "smooth"), read(tmp_path / "jumpy")
+    # The last frame's controls tell less about this frame's: that is what makes a world model read them.
+    assert lag_one_correlation(rough["mouse"][..., 0]) < lag_one_correlation(smooth["mouse"][..., 0]) - 0.2
+    assert lag_one_correlation(rough["keys"][..., 0]) < lag_one_correlation(smooth["keys"][..., 0]) - 0.1
+    with pytest.raises(ValueError, match="policy"):  # resuming with other settings
+        collect_arena(tmp_path / "jumpy", policy={**jumpy, "hold_mean": 3.0}, **common)
+    with pytest.raises(ValueError, match=r"unknown policy settings \['mouse_speed'\]"):
+        collect_arena(tmp_path / "bad", policy={"mouse_speed": 1.0}, **common)
+    with pytest.raises(ValueError, match="mouse_theta in"):
+        ExplorationPolicy(2, mouse_theta=0.0)

@@ -67,7 +67,10 @@ def rollout(args: argparse.Namespace) -> None:
 def train_collect(args: argparse.Namespace) -> None:
     from waypoint_gym.training import collect_arena
 
-    meta = collect_arena(args.out, args.segments, segment_len=args.segment_len, n_envs=args.envs, seed=args.seed)
+    policy = {name: getattr(args, name) for name in ("hold_mean", "mouse_theta", "mouse_sigma", "turn_prob")
+              if getattr(args, name) is not None}
+    meta = collect_arena(args.out, args.segments, segment_len=args.segment_len, n_envs=args.envs, seed=args.seed,
+                         seek_prob=args.seek_prob, policy=policy)
     print(json.dumps({k: v for k, v in meta.items() if k != "captions"}, indent=2))
 
 
@@ -228,6 +231,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--segment-len", type=int, default=48)
     p.add_argument("--envs", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seek-prob", type=float, default=0.4, help="share of segments that seek orbs")
+    p.add_argument("--hold-mean", type=float, default=None, help="mean frames a key is held (default 6)")
+    p.add_argument("--mouse-theta", type=float, default=None,
+                   help="how fast the mouse forgets its last value, in (0, 1] (default 0.15; 1: a fresh draw each frame)")
+    p.add_argument("--mouse-sigma", type=float, default=None, help="the mouse's noise per frame (default 0.12)")
+    p.add_argument("--turn-prob", type=float, default=None, help="chance per frame of a sharp turn (default 0.03)")
     p.set_defaults(func=train_collect)
     p = stages.add_parser("autoencoder", help="train an autoencoder of the Waypoint family on the frames")
     p.add_argument("--data", required=True)

@@ -82,6 +82,9 @@ class ExplorationPolicy:
             raise ValueError(f"seek_prob must lie in [0, 1], got {seek_prob}")
         if hold_mean < 1.0:
             raise ValueError(f"hold_mean must be at least 1 frame, got {hold_mean}")
+        if not 0.0 < mouse_theta <= 1.0 or mouse_sigma < 0.0 or not 0.0 <= turn_prob <= 1.0:
+            raise ValueError(f"need mouse_theta in (0, 1], mouse_sigma >= 0 and turn_prob in [0, 1], got "
+                             f"{mouse_theta}, {mouse_sigma}, {turn_prob}")
         self.num_envs, self.keys = num_envs, tuple(k.upper() for k in keys)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.seek_prob, self.hold_mean, self.turn_rate = seek_prob, hold_mean, turn_rate
@@ -291,12 +294,14 @@ def collect_arena(
     keys: Sequence[str] = DEFAULT_KEYS,
     num_orbs: int = 6,
     seek_prob: float = 0.4,
+    policy: Mapping[str, float] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Record `n_segments` segments of the arena, `n_envs` worlds at a time; returns meta.json's content.
 
     Every segment starts from a fresh world: seed `seed * SEED_STRIDE + i` and a caption drawn uniformly from
-    `captions` (default: every caption of the grammar).
+    `captions` (default: every caption of the grammar). `policy` overrides `ExplorationPolicy`'s other
+    settings (`hold_mean`, `mouse_theta`, `mouse_sigma`, `turn_prob`) and is kept in meta.json.
     """
     if n_segments < 1 or segment_len < 2 or chunk_segments < 1:
         raise ValueError(f"need n_segments >= 1, segment_len >= 2 and chunk_segments >= 1, got {n_segments}, "
@@ -317,7 +322,13 @@ def collect_arena(
         "n_segments": n_segments, "chunk_segments": chunk_segments, "seed": seed, "num_orbs": num_orbs,
         "seek_prob": seek_prob,
     }
-    return _collect(record, out_dir, settings, captions, n_envs, {"seek_prob": seek_prob}, progress)
+    policy = dict(policy or {})
+    unknown = sorted(set(policy) - {"hold_mean", "mouse_theta", "mouse_sigma", "turn_prob"})
+    if unknown:
+        raise ValueError(f"unknown policy settings {unknown}; expected hold_mean, mouse_theta, mouse_sigma, turn_prob")
+    if policy:  # only then, so collections made before the option still resume
+        settings["policy"] = policy
+    return _collect(record, out_dir, settings, captions, n_envs, {"seek_prob": seek_prob, **policy}, progress)
 
 
 def collect_env(
