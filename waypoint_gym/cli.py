@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seek-prob", type=float, default=0.4, help="share of segments that seek orbs")
     p.add_argument("--hold-mean", type=float, default=None, help="mean frames a key is held (default 6)")
     p.add_argument("--mouse-theta", type=float, default=None,
-                   help="how fast the mouse forgets its last value, in (0, 1] (default 0.15; 1: a fresh draw each frame)")
+                   help="how fast the mouse forgets its last value, in (0, 1] (default 0.15)")
     p.add_argument("--mouse-sigma", type=float, default=None, help="the mouse's noise per frame (default 0.12)")
     p.add_argument("--turn-prob", type=float, default=None, help="chance per frame of a sharp turn (default 0.03)")
     p.set_defaults(func=train_collect)
