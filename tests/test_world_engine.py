@@ -195,3 +195,30 @@ def test_preset_builds_random_weights_without_files():
     assert eng.folder is None and eng.config.d_model == 256
     z = eng.gen_latent()
     assert z.shape == (2, *eng.latent_shape) and torch.isfinite(z).all()
+
+
+def test_prompt_guidance_pulls_away_from_the_null_prompt(image_ckpt):
+    torch.manual_seed(0)
+    emb, noise = torch.randn(1, 5, 32), torch.randn(4, 8, 8)
+
+    def one_step(guidance: float, prompt: torch.Tensor) -> torch.Tensor:
+        # the first frame: guidance nulls the prompt of the frame being made, not of the frames in the cache
+        eng = WorldEngine(image_ckpt, n_denoise_steps=1, prompt_guidance=guidance, seed=0)
+        eng.set_prompt_embedding(prompt)
+        return eng.gen_latent(CtrlInput(button={3}), noise=noise)
+
+    null = WorldEngine(image_ckpt).model.prompt_cfg.null_emb.detach()  # [1, 1, 32]
+    plain, unprompted = one_step(1.0, emb), one_step(1.0, null)
+    assert (plain - unprompted).abs().max() > 1e-3
+    torch.testing.assert_close(one_step(0.0, emb), unprompted, atol=1e-5, rtol=0)
+    # One Euler step is linear in the velocity: w = 2 lands as far beyond the prompted frame as the null one is short
+    torch.testing.assert_close(one_step(2.0, emb), 2 * plain - unprompted, atol=1e-5, rtol=0)
+
+
+def test_prompt_guidance_default_comes_from_the_checkpoint(tmp_path):
+    cfg = WaypointConfig(**TINY, extra={"prompt_guidance": 2.5})
+    ckpt = random_checkpoint(tmp_path / "guided", cfg, image_size=(32, 32))
+    assert WorldEngine(ckpt).prompt_guidance == 2.5
+    assert WorldEngine(ckpt, prompt_guidance=1.0).prompt_guidance == 1.0
+    with pytest.raises(ValueError, match="prompt_guidance must be a finite number >= 0, got nan"):
+        WorldEngine(ckpt, prompt_guidance=float("nan"))

@@ -196,7 +196,7 @@ def evaluate_world(args: argparse.Namespace) -> None:
     from waypoint_gym.training import evaluate_world
 
     report = evaluate_world(args.checkpoint, args.out, n_worlds=args.worlds, quick=args.quick,
-                            n_denoise_steps=args.steps)
+                            n_denoise_steps=args.steps, prompt_guidance=args.prompt_guidance)
     print((Path(args.out) / "world_eval.md").read_text() if (Path(args.out) / "world_eval.md").exists() else report)
 
 
@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="runs/world_eval")
     p.add_argument("--worlds", type=int, default=16)
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    p.add_argument("--prompt-guidance", type=float, default=None,
+                   help="classifier-free guidance on the prompt (default: the checkpoint's, else 1: none)")
     p.add_argument("--quick", action="store_true")
     p.set_defaults(func=evaluate_world)
 

@@ -120,6 +120,7 @@ class WorldEngine:
         n_denoise_steps: int | None = None,
         speedups: Speedups | None = None,
         seed: int | None = None,
+        prompt_guidance: float | None = None,
     ):
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -136,6 +137,13 @@ class WorldEngine:
             self.config, self.model = load_model(self.folder, self.device, dtype)
         cfg = self.config
         self.sigmas = sub_schedule(cfg.scheduler_sigmas, n_denoise_steps)
+        if prompt_guidance is None:  # the checkpoint's own choice (an extension of config.yaml), else none
+            prompt_guidance = cfg.extra.get("prompt_guidance", 1.0)
+        if not (isinstance(prompt_guidance, (int, float)) and math.isfinite(prompt_guidance) and prompt_guidance >= 0):
+            raise ValueError(f"prompt_guidance must be a finite number >= 0, got {prompt_guidance!r}")
+        # Classifier-free guidance on the prompt: 1 samples plainly, w > 1 pulls w times as hard toward the
+        # prompt (one more model pass per denoising step).
+        self.prompt_guidance = float(prompt_guidance)
         self.speedups = (speedups or Speedups(compile=compile)).resolved(self.device)
         if speedups is not None and compile is not None:
             self.speedups.compile = bool(compile)
@@ -286,6 +294,13 @@ class WorldEngine:
             x = self._check_latent(noise, n, "noise")
         inputs = self._frame_inputs(ctrl_vec, ids)  # shared by the frame's denoising passes and its cache pass
         velocity = lambda x, i: self._pass(x, self._sigma(i, n), inputs)
+        if self.prompt_guidance != 1.0 and self.config.prompt_conditioning:
+            unguided = self._frame_inputs(ctrl_vec, ids, null_prompt=True)  # same frame, the null prompt
+            w = self.prompt_guidance
+
+            def velocity(x, i):  # classifier-free guidance on the prompt
+                v_null = self._pass(x, self._sigma(i, n), unguided)
+                return v_null + w * (self._pass(x, self._sigma(i, n), inputs) - v_null)
         x = euler_denoise(x, self.sigmas, velocity)
         if store:
             self._cache_pass(x, inputs, ids)
@@ -336,11 +351,13 @@ class WorldEngine:
             return prompt, None
         return prompt, torch.arange(prompt.shape[1], device=self.device)[None] < rows[:, None]
 
-    def _frame_inputs(self, ctrl_vec, ids) -> FrameInputs:
+    def _frame_inputs(self, ctrl_vec, ids, null_prompt: bool = False) -> FrameInputs:
         """Per-frame inputs of the selected envs (frozen ring plan, RoPE, control and prompt embeddings)."""
         prompt, prompt_mask = self._prompt(ids)
         plan = self.cache.plan(ids, commit=False)
         t = self.cache.frame if ids is None else self.cache.frame[ids]
+        if null_prompt:  # the embedding the prompt was dropped to in training
+            prompt, prompt_mask = self.model.prompt_cfg.null_emb.expand(len(t), 1, -1), None
         return self.model.frame_inputs(t, ctrl_vec, prompt, plan, self.cache, prompt_mask)
 
     def _cache_pass(self, x, inputs: FrameInputs, ids) -> None:

@@ -789,6 +789,7 @@ def evaluate_world(
     quick: bool = False,
     *,
     n_denoise_steps: int | None = None,
+    prompt_guidance: float | None = None,
     mouse_scale: float | None = None,
     device: str = "cpu",
     progress: bool = True,
@@ -814,7 +815,8 @@ def evaluate_world(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    engine = WorldEngine(checkpoint, device=device, batch_size=n_worlds, n_denoise_steps=n_denoise_steps, seed=seed)
+    engine = WorldEngine(checkpoint, device=device, batch_size=n_worlds, n_denoise_steps=n_denoise_steps, seed=seed,
+                         prompt_guidance=prompt_guidance)
     mouse_scale = _setup(engine, captions, mouse_scale)[3]  # also checks the autoencoder before any work
     common = dict(mouse_scale=mouse_scale, progress=progress)
     metrics: dict[str, Any] = {}
@@ -850,7 +852,8 @@ def evaluate_world(
             strips[name] = save_strips(out_dir / f"strip_{name}.png", sample["real"], sample["dreamed"]).name
     report = {
         "checkpoint": str(checkpoint), "quick": quick, "seed": seed, "n_worlds": n_worlds, "captions": captions,
-        "n_denoise_steps": engine.n_denoise_steps, "mouse_scale": mouse_scale,
+        "n_denoise_steps": engine.n_denoise_steps, "prompt_guidance": engine.prompt_guidance,
+        "mouse_scale": mouse_scale,
         "metrics": metrics, "targets": TARGETS, "passed": _passed(metrics), "notes": notes, "strips": strips,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -946,7 +949,8 @@ def _markdown(report: dict[str, Any]) -> str:
     lines = [
         "# World model against the ground truth", "",
         f"Checkpoint `{report['checkpoint']}`, {report['n_worlds']} worlds at a time, seeds from {report['seed']}, "
-        f"{report['n_denoise_steps']} denoising steps, {report['seconds']} s.", "",
+        f"{report['n_denoise_steps']} denoising steps, prompt guidance {report.get('prompt_guidance', 1.0)}, "
+        f"{report['seconds']} s.", "",
         "| Metric | Value | Target | Met |", "|---|---|---|---|",
         *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows), "",
         "References: autoencoder reconstruction PSNR (the one-step ceiling) "
