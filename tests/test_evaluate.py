@@ -157,8 +157,9 @@ def test_evaluate_world_quick_without_prompt_or_reward_head(plain_checkpoint, tm
 
 
 def test_evaluate_world_quick_with_prompt_and_reward_head(full_checkpoint, tmp_path):
-    report = evaluate_world(full_checkpoint, tmp_path, n_worlds=2, quick=True, progress=False)
+    report = evaluate_world(full_checkpoint, tmp_path, n_worlds=2, quick=True, prompt_guidance=2.0, progress=False)
     check_report(report, tmp_path, METRICS | {"prompt_following", "reward_events"})
+    assert report["prompt_guidance"] == 2.0 and "prompt guidance 2.0" in (tmp_path / "world_eval.md").read_text()
     prompt = report["metrics"]["prompt_following"]
     assert 0.0 <= prompt["accuracy"] <= 1.0 and prompt["classifier_accuracy_real"] >= 0.75
     assert np.sum(prompt["confusion"]) == prompt["trials"]

@@ -104,3 +104,21 @@ def test_training_learns_resumes_and_exports(tmp_path):
     assert frames.shape == (2, 16, 16, 3) and frames.dtype == np.uint8
     with pytest.raises(TypeError, match="prompt must be a str"):
         eng.set_prompt(None)
+
+
+def test_fine_tuning_starts_from_a_checkpoint_folder(tmp_path):
+    from waypoint_gym.training.self_forcing import load_teacher
+
+    cfg = WaypointConfig(**CFG)
+    torch.manual_seed(1)
+    start = export_checkpoint(tmp_path / "start", WaypointModel(cfg), None, CaptionEncoder.for_captions(CAPTIONS, 32))
+    tc = WorldModelTraining(steps=0, clip_frames=6, init=str(start))
+    model, encoder = train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run", cfg, tc)
+    want, want_encoder = load_teacher(start)
+    for name, value in want.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    assert encoder.vocab == want_encoder.vocab
+    with pytest.raises(ValueError, match="another architecture"):
+        train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run2", WaypointConfig(**{**CFG, "d_model": 32}), tc)
+    with pytest.raises(ValueError, match=r"does not know the words \['green'\]"):
+        train_world_model(toy_data(8), KEYS, CAPTIONS + ["a green room"], tmp_path / "run3", cfg, tc)

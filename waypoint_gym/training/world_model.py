@@ -27,7 +27,7 @@ from waypoint_gym.engine.keycodes import keycode
 from waypoint_gym.engine.kv_cache import FrameCausalMask
 from waypoint_gym.engine.model import WaypointModel
 
-from .prompt_encoder import CaptionEncoder
+from .prompt_encoder import CaptionEncoder, words
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class WorldModelTraining:
     context_noise: float = 0.05  # max sigma of "clean" context frames (noise augmentation)
     ctrl_dropout: float = 0.1  # classifier-free-guidance dropout to the null embeddings
     ctrl_init_scale: float = 1.0  # initial weights on the control half of every fusion layer, times this
+    init: str | None = None  # a checkpoint folder whose weights and caption encoder to start from (fine-tuning)
     prompt_dropout: float = 0.1
     seed: int = 0
     device: str = "cpu"
@@ -142,8 +143,20 @@ def train_world_model(
     device = torch.device(tc.device)
     torch.manual_seed(tc.seed)
     model = WaypointModel(cfg).to(device)
-    scale_ctrl_init(model, tc.ctrl_init_scale)
-    encoder = CaptionEncoder.for_captions(captions, cfg.prompt_embedding_dim).to(device)
+    if tc.init is None:
+        scale_ctrl_init(model, tc.ctrl_init_scale)
+        encoder = CaptionEncoder.for_captions(captions, cfg.prompt_embedding_dim).to(device)
+    else:
+        from .self_forcing import load_teacher
+
+        start, encoder = load_teacher(tc.init, captions, device)
+        try:
+            model.load_state_dict(start.state_dict())
+        except RuntimeError as e:
+            raise ValueError(f"{tc.init} holds another architecture than the config to train: {e}") from None
+        unknown = sorted({w for c in captions for w in words(c)} - set(encoder.vocab))
+        if unknown:
+            raise ValueError(f"{tc.init}'s caption encoder does not know the words {unknown[:10]}")
     params = list(model.parameters()) + list(encoder.parameters())
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     ema = copy.deepcopy(model).requires_grad_(False)
