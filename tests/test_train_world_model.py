@@ -120,5 +120,8 @@ def test_fine_tuning_starts_from_a_checkpoint_folder(tmp_path):
     assert encoder.vocab == want_encoder.vocab
     with pytest.raises(ValueError, match="another architecture"):
         train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run2", WaypointConfig(**{**CFG, "d_model": 32}), tc)
+    with pytest.raises(ValueError, match="cannot be combined with init"):
+        train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run4", cfg, WorldModelTraining(
+            steps=0, clip_frames=6, init=str(start), ctrl_init_scale=16.0))
     with pytest.raises(ValueError, match=r"does not know the words \['green'\]"):
         train_world_model(toy_data(8), KEYS, CAPTIONS + ["a green room"], tmp_path / "run3", cfg, tc)

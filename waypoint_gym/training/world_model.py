@@ -146,6 +146,8 @@ def train_world_model(
     if tc.init is None:
         scale_ctrl_init(model, tc.ctrl_init_scale)
         encoder = CaptionEncoder.for_captions(captions, cfg.prompt_embedding_dim).to(device)
+    elif tc.ctrl_init_scale != 1.0:
+        raise ValueError("ctrl_init_scale shapes a fresh initialisation; it cannot be combined with init")
     else:
         from .self_forcing import load_teacher
 
