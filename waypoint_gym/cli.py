@@ -66,9 +66,9 @@ def rollout(args: argparse.Namespace) -> None:
 
 def train_collect(args: argparse.Namespace) -> None:
     from waypoint_gym.training import collect_arena
+    from waypoint_gym.training.collect import POLICY_SETTINGS
 
-    policy = {name: getattr(args, name) for name in ("hold_mean", "mouse_theta", "mouse_sigma", "turn_prob")
-              if getattr(args, name) is not None}
+    policy = {name: getattr(args, name) for name in POLICY_SETTINGS if getattr(args, name) is not None}
     meta = collect_arena(args.out, args.segments, segment_len=args.segment_len, n_envs=args.envs, seed=args.seed,
                          seek_prob=args.seek_prob, policy=policy)
     print(json.dumps({k: v for k, v in meta.items() if k != "captions"}, indent=2))

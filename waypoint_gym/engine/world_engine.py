@@ -299,8 +299,9 @@ class WorldEngine:
             w = self.prompt_guidance
 
             def velocity(x, i):  # classifier-free guidance on the prompt
-                v_null = self._pass(x, self._sigma(i, n), unguided)
-                return v_null + w * (self._pass(x, self._sigma(i, n), inputs) - v_null)
+                sigma = self._sigma(i, n)
+                v_null = self._pass(x, sigma, unguided)
+                return v_null + w * (self._pass(x, sigma, inputs) - v_null)
         x = euler_denoise(x, self.sigmas, velocity)
         if store:
             self._cache_pass(x, inputs, ids)

@@ -52,6 +52,9 @@ BEARING_KEYS = ("waypoint_bearing", "nearest_orb_bearing")
 # -----------------------------------------------------------------------------
 # exploration policy
 
+# The ExplorationPolicy settings a collection may override (besides seek_prob), kept in its meta.json.
+POLICY_SETTINGS = ("hold_mean", "mouse_theta", "mouse_sigma", "turn_prob")
+
 
 class ExplorationPolicy:
     """Random play with persistent actions for N environments at once.
@@ -323,9 +326,9 @@ def collect_arena(
         "seek_prob": seek_prob,
     }
     policy = dict(policy or {})
-    unknown = sorted(set(policy) - {"hold_mean", "mouse_theta", "mouse_sigma", "turn_prob"})
+    unknown = sorted(set(policy) - set(POLICY_SETTINGS))
     if unknown:
-        raise ValueError(f"unknown policy settings {unknown}; expected hold_mean, mouse_theta, mouse_sigma, turn_prob")
+        raise ValueError(f"unknown policy settings {unknown}; expected {', '.join(POLICY_SETTINGS)}")
     if policy:  # only then, so collections made before the option still resume
         settings["policy"] = policy
     return _collect(record, out_dir, settings, captions, n_envs, {"seek_prob": seek_prob, **policy}, progress)
