@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +12,7 @@ from envs_support import ToyPromptEncoder, split_action
 
 import waypoint_gym  # noqa: F401  (registers Waypoint-v0)
 from waypoint_gym.envs import WaypointVectorEnv, WaypointWorldEnv
-from waypoint_gym.envs.world_env import DEFAULT_START_GREY
+from waypoint_gym.envs.world_env import DEFAULT_START_GREY, START_FRAMES_FILE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -93,6 +94,20 @@ def test_per_env_prompts(prompt_ckpt):
     assert info["prompt"].tolist() == ["a desert", "a cave", "a desert"]
     _, info = envs.reset(options={"prompt": "a cave"})
     assert info["prompt"].tolist() == ["a cave"] * 3
+
+
+def test_default_prompt_rows_start_from_the_start_frames_and_others_from_their_prompt(prompt_ckpt, tmp_path):
+    folder = shutil.copytree(prompt_ckpt, tmp_path / "world")
+    (folder / "config.yaml").write_text((folder / "config.yaml").read_text() + "default_prompt: a desert\n")
+    start = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    np.save(folder / START_FRAMES_FILE, start)
+    envs = WaypointVectorEnv(3, folder, prompt_encoder=ToyPromptEncoder())
+    obs, info = envs.reset(seed=[4, 5, 6], options={"prompt": [None, "a forest", "a cave"]})
+    np.testing.assert_array_equal(info["frame_index"], [1, 1, 1])
+    np.testing.assert_array_equal(obs[0], start[0])
+    single = WaypointWorldEnv(folder, prompt_encoder=ToyPromptEncoder())
+    for i, prompt in ((1, "a forest"), (2, "a cave")):
+        assert_frames_close(obs[i], single.reset(seed=4 + i, prompt=prompt)[0])
 
 
 def test_per_env_and_shared_seed_frames(ckpt):

@@ -140,6 +140,30 @@ def test_prompts_condition_the_world(prompt_ckpt):
     assert env.reset(seed=0, prompt=emb[0].numpy())[1]["prompt"] == "<prompt embedding [3, 32]>"
 
 
+def test_start_frames_show_the_default_prompt_and_other_prompts_open_from_themselves(prompt_ckpt, tmp_path):
+    folder = shutil.copytree(prompt_ckpt, tmp_path / "world")
+    (folder / "config.yaml").write_text((folder / "config.yaml").read_text() + "default_prompt: a desert\n")
+    start = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    np.save(folder / START_FRAMES_FILE, start)
+    env = WaypointWorldEnv(folder, prompt_encoder=ToyPromptEncoder())
+    obs, info = env.reset(seed=3)
+    assert info["prompt"] == "a desert"
+    np.testing.assert_array_equal(obs, start[0])
+    obs, info = env.reset(seed=3, prompt="a forest")  # not what the start frame shows: generated from the prompt
+    assert info == {"frame_index": 1, "prompt": "a forest"}
+    np.testing.assert_array_equal(env.reset(seed=3, prompt="a forest")[0], obs)
+    # the same as the engine's first frame from an empty history, no keys held, noise from np_random
+    engine, world = env.engine, env.world
+    engine.reset()
+    engine.set_prompt_embedding(*[t[0] for t in ToyPromptEncoder()(["a forest"])])
+    noise = np.random.default_rng(3).standard_normal(world.latent_shape, dtype=np.float32)
+    frames, _ = world.generate(None, [world.ctrl(np.zeros(6, bool), np.zeros(2, np.float32))], noise[None])
+    np.testing.assert_array_equal(obs, frames[0])
+    assert np.abs(obs.astype(int) - env.reset(seed=3, prompt="a cave")[0]).max() > 0
+    seeded, info = env.reset(seed=3, prompt="a forest", seed_frames=start[0])  # seed frames always win
+    np.testing.assert_array_equal(seeded, start[0])
+
+
 def test_text_prompt_without_an_encoder_fails_clearly(prompt_ckpt):
     with pytest.raises(RuntimeError, match="cannot encode text prompts"):
         WaypointWorldEnv(prompt_ckpt, prompt="a desert")

@@ -181,7 +181,7 @@ class WaypointVectorEnv(VectorEnv):
                              self.seed_frames[i])
 
     def _start(self, rows: list[int], prompts: list[Prompt], frames: list[np.ndarray | None]) -> None:
-        first, latents = self.world.start(rows, prompts, frames)
+        first, latents = self.world.start(rows, prompts, frames, [self._rng(i) for i in rows])
         for j, i in enumerate(rows):
             self._frames[i] = first[j]
             self._obs[i] = self.world.observe(first[j])

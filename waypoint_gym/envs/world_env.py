@@ -252,21 +252,41 @@ class WorldBatch:
         with torch.inference_mode():
             return self.ae.encode(frames).float()  # [n, C, h, w]
 
-    def start(self, rows: list[int], prompts: list[Prompt], seed_frames: list[np.ndarray | None]):
+    def opens_from_prompt(self, prompt: Prompt, frames: np.ndarray | None) -> bool:
+        """Whether an episode's first frame is generated from its prompt alone: it has no seed frames and a
+        prompt other than the default one, which the checkpoint's start frames show."""
+        if frames is not None or prompt is None or not self.config.prompt_conditioning:
+            return False
+        return not (isinstance(prompt, str) and prompt == self.default_prompt)
+
+    def start(self, rows: list[int], prompts: list[Prompt], seed_frames: list[np.ndarray | None],
+              rngs: list[np.random.Generator]):
         """Begin episodes in `rows`: forget their history, set prompts, append seed frames (one cache pass each).
 
+        A row without seed frames starts from the default start frames if its prompt is the default one, else
+        from a frame generated from its prompt alone with no keys held (noise from its `rngs` entry).
         Every input must be checked already. -> (first frames uint8 [n, *frame_size, 3], their latents [n, C, h, w]).
         """
         embs = [self.prompt_rows(p) for p in prompts]  # may encode text: fails before any state changes
-        latents = [self._default_latents if f is None else self._encode(f) for f in seed_frames]
+        opening = [self.opens_from_prompt(p, f) for p, f in zip(prompts, seed_frames)]
+        latents = [[] if o else self._default_latents if f is None else self._encode(f)
+                   for o, f in zip(opening, seed_frames)]
         self.engine.reset(rows)
         for row, prompt, emb in zip(rows, prompts, embs):
             self._apply_prompt(row, prompt, emb)
         for k in range(max(len(z) for z in latents)):  # frame k of every row that has one, in one pass
             have = [i for i, z in enumerate(latents) if len(z) > k]
             self.engine.append_latent(torch.stack([latents[i][k] for i in have]), None, [rows[i] for i in have])
-        firsts = [self._default_start[-1] if f is None else f[-1] for f in seed_frames]
-        return np.stack([resize(f, self.frame_size) for f in firsts]), torch.stack([z[-1] for z in latents])
+        firsts = [None if o else self._default_start[-1] if f is None else f[-1] for o, f in zip(opening, seed_frames)]
+        latents = [None if o else z[-1] for o, z in zip(opening, latents)]
+        new = [i for i, o in enumerate(opening) if o]
+        if new:
+            still = self.ctrl(np.zeros(len(self.keys), bool), np.zeros(2, np.float32))
+            noise = np.stack([rngs[i].standard_normal(self.latent_shape, dtype=np.float32) for i in new])
+            frames, z = self.generate([rows[i] for i in new], [still] * len(new), noise)
+            for j, i in enumerate(new):
+                firsts[i], latents[i] = frames[j], z[j]
+        return np.stack([resize(f, self.frame_size) for f in firsts]), torch.stack(latents)
 
     def generate(self, rows: list[int] | None, ctrls: list[CtrlInput], noise: np.ndarray):
         """Generate the next frame of `rows` (None: all) from noise [n, C, h, w] -> (uint8 [n, H, W, 3], latents)."""
@@ -383,9 +403,11 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
     ## Starting State
 
     `reset` forgets the world's history, sets the episode's prompt and appends the seed frames, one cache
-    pass each, with no keys held. Without seed frames the world starts from the model's default start: the
+    pass each, with no keys held; the first observation is the last seed frame. Without seed frames, an
+    episode under the checkpoint's `default_prompt` (or no prompt) starts from the model's default start: the
     frames in `start_frames.npy` of the checkpoint folder (uint8 `[n, H, W, 3]`) if it ships one, otherwise
-    one mid-grey frame (all pixels 128). The first observation is the last seed frame. With a `seed`, the
+    one mid-grey frame (all pixels 128). Under any other prompt the world generates its first frame from the
+    prompt alone (no keys held), since the start frames show the default prompt's world. With a `seed`, the
     whole episode is reproducible: the denoising noise of every step is drawn from `self.np_random`.
 
     ## Episode End
@@ -484,7 +506,7 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         prompt, frames = episode_start(self.world, self.start_fn, self.np_random, prompt, frames, self.prompt,
                                        self.seed_frames)
         t0 = perf_counter()
-        first, latents = self.world.start([0], [prompt], [frames])
+        first, latents = self.world.start([0], [prompt], [frames], [self.np_random])
         self._frame, self._latent = first[0], latents[0]
         self._obs = self.world.observe(self._frame)
         self._episode_prompt, self._steps = prompt, 0
