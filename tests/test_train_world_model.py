@@ -118,6 +118,10 @@ def test_fine_tuning_starts_from_a_checkpoint_folder(tmp_path):
     for name, value in want.state_dict().items():
         assert torch.equal(model.state_dict()[name], value), name
     assert encoder.vocab == want_encoder.vocab
+    tuned = WorldModelTraining(steps=3, clip_frames=6, warmup=1, init=str(start))
+    _, encoder = train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run5", cfg, tuned)
+    moved = [n for n, v in encoder.state_dict().items() if not torch.equal(v, want_encoder.state_dict()[n])]
+    assert "tok_emb.weight" in moved, "fine-tuning trains the caption encoder along with the model"
     with pytest.raises(ValueError, match="another architecture"):
         train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run2", WaypointConfig(**{**CFG, "d_model": 32}), tc)
     with pytest.raises(ValueError, match="cannot be combined with init"):

@@ -152,6 +152,7 @@ def train_world_model(
         from .self_forcing import load_teacher
 
         start, encoder = load_teacher(tc.init, captions, device)
+        encoder.train().requires_grad_(True)  # load_teacher hands it out frozen; a fine-tune trains it too
         try:
             model.load_state_dict(start.state_dict())
         except RuntimeError as e:
