@@ -6,7 +6,8 @@ vector env at 16 envs, and the step time early versus late in one long episode.
     python benchmarks/world.py --baseline runs/world_b  # and the 16-env ratio to another checkpoint, interleaved
 
 Targets (issue 5): >= 30 env steps/s for one env, >= 200 env steps/s in total for 16 batched envs, and a flat
-per-step time over a 10,000-step episode. Prints a table and writes benchmarks/results/world.json.
+per-step time over a 10,000-step episode (the median of each tenth of it shows a trend, if any). Prints a
+table and writes benchmarks/results/world.json.
 """
 
 from __future__ import annotations
@@ -84,10 +85,11 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         times = np.array(times) * 1e3
         early, late = statistics.median(times[10:60]), statistics.median(times[-50:])
+        blocks = [float(np.median(b)) for b in np.array_split(times, 10)]  # a trend shows here, noise does not
         result["long_episode"] = {"steps": len(times), "ms_early": early, "ms_late": late,
-                                  "late_over_early": late / early}
+                                  "late_over_early": late / early, "ms_median_per_tenth": blocks}
         print(f"one episode of {len(times)} steps: {early:.2f} ms/step near step 10, {late:.2f} ms at the end "
-              f"(ratio {late / early:.2f})")
+              f"(ratio {late / early:.2f}); median of each tenth: {' '.join(f'{b:.1f}' for b in blocks)} ms")
     if args.baseline:
         rounds = interleaved([args.model, args.baseline], args.envs, n_denoise_steps=args.steps)
         mine, base = (statistics.median(r[i] for r in rounds) for i in (0, 1))
