@@ -269,27 +269,27 @@ class WorldBatch:
         """
         embs = [self.prompt_rows(p) for p in prompts]  # may encode text: fails before any state changes
         opening = [self.opens_from_prompt(p, f) for p, f in zip(prompts, seed_frames)]
-        latents = [[] if o else self._default_latents if f is None else self._encode(f)
-                   for o, f in zip(opening, seed_frames)]
+        seeds = [[] if o else self._default_latents if f is None else self._encode(f)
+                 for o, f in zip(opening, seed_frames)]
         self.engine.reset(rows)
         for row, prompt, emb in zip(rows, prompts, embs):
             self._apply_prompt(row, prompt, emb)
-        for k in range(max(len(z) for z in latents)):  # frame k of every row that has one, in one pass
-            have = [i for i, z in enumerate(latents) if len(z) > k]
-            self.engine.append_latent(torch.stack([latents[i][k] for i in have]), None, [rows[i] for i in have])
+        for k in range(max(len(z) for z in seeds)):  # frame k of every row that has one, in one pass
+            have = [i for i, z in enumerate(seeds) if len(z) > k]
+            self.engine.append_latent(torch.stack([seeds[i][k] for i in have]), None, [rows[i] for i in have])
         firsts = [None if o else self._default_start[-1] if f is None else f[-1] for o, f in zip(opening, seed_frames)]
-        latents = [None if o else z[-1] for o, z in zip(opening, latents)]
+        latents = [None if o else z[-1] for o, z in zip(opening, seeds)]
         new = [i for i, o in enumerate(opening) if o]
-        if new:
-            still = self.ctrl(np.zeros(len(self.keys), bool), np.zeros(2, np.float32))
+        if new:  # their first frame, with no keys held (None: the engine's empty control)
             noise = np.stack([rngs[i].standard_normal(self.latent_shape, dtype=np.float32) for i in new])
-            frames, z = self.generate([rows[i] for i in new], [still] * len(new), noise)
+            frames, z = self.generate([rows[i] for i in new], None, noise)
             for j, i in enumerate(new):
                 firsts[i], latents[i] = frames[j], z[j]
         return np.stack([resize(f, self.frame_size) for f in firsts]), torch.stack(latents)
 
-    def generate(self, rows: list[int] | None, ctrls: list[CtrlInput], noise: np.ndarray):
-        """Generate the next frame of `rows` (None: all) from noise [n, C, h, w] -> (uint8 [n, H, W, 3], latents)."""
+    def generate(self, rows: list[int] | None, ctrls: list[CtrlInput] | None, noise: np.ndarray):
+        """Generate the next frame of `rows` (None: all) under `ctrls` (None: no keys held) from noise [n, C, h, w]
+        -> (uint8 [n, H, W, 3], latents)."""
         z = self.engine.gen_latent(ctrls, noise=torch.from_numpy(noise), env_ids=rows)
         z = z[None] if z.ndim == 3 else z
         with torch.inference_mode():
