@@ -8,7 +8,8 @@ did before 2026-11-29); "from prompt": no seed frames, so episodes under a promp
 open from a frame generated from the prompt alone. Each caption runs `--episodes` episodes of 32 steps of
 `action_space.sample()` actions in a WaypointVectorEnv; the theme classifier of `evaluate-world`, fitted on
 real worlds of the same captions, labels frames 1-8 and 25-32. Validation captions are drawn from the grammar
-without the evaluation's, as in docs/world.md's prompt guidance sweep. Writes benchmarks/results/prompt_start.json.
+without the evaluation's, as in docs/world.md's prompt guidance sweep. Writes
+benchmarks/results/prompt_start_{validation,evaluation}.json.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def main() -> None:
     ap.add_argument("--captions", choices=["validation", "evaluation"], default="validation")
     ap.add_argument("--episodes", type=int, default=2, help="episodes per caption and start")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="benchmarks/results/prompt_start.json")
+    ap.add_argument("--out", default=None, help="default: benchmarks/results/prompt_start_<captions>.json")
     args = ap.parse_args()
+    args.out = args.out or f"benchmarks/results/prompt_start_{args.captions}.json"
     torch.set_num_threads(args.threads)
     sets = caption_sets(args.captions)
     venv = WaypointVectorEnv(num_envs=len(sets[0][0]), model=args.model)
