@@ -46,13 +46,14 @@ def test_training_pipeline_end_to_end(tmp_path):
     world = tmp_path / "world"
     main(["train", "world-model", "--data", str(data), "--latents", str(lat), "--config", str(tmp_path / "wm.yaml"),
           "--run", str(tmp_path / "run"), "--steps", "3", "--batch-size", "2", "--clip-frames", "6",
-          "--clean-context-prob", "0.75", "--ctrl-init-scale", "4", "--export", str(world),
+          "--clean-context-prob", "0.75", "--ctrl-init-scale", "4", "--start-frames", "4", "--export", str(world),
           "--autoencoder", str(ae / "autoencoder"), "--reward-head", str(tmp_path / "rh"),
           "--default-prompt", "a sunny desert canyon at noon"])
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["steps"] == 3 and np.isfinite(report["teacher_forced_x0_mse"])
+    assert np.isfinite(report["prompt_start_x0_mse"])
     training = json.loads((tmp_path / "run" / "config.json").read_text())["training"]
-    assert training["clean_context_prob"] == 0.75 and training["ctrl_init_scale"] == 4
+    assert training["clean_context_prob"] == 0.75 and training["ctrl_init_scale"] == 4 and training["start_frames"] == 4
     assert (tmp_path / "run" / "samples.png").is_file() and (ae / "ae_samples.png").is_file()
     eng = WorldEngine(world, batch_size=2)
     eng.set_prompt(["a mossy stone dungeon", "a snowy ice cave at night"])

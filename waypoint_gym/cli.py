@@ -140,7 +140,7 @@ def train_world_model(args: argparse.Namespace) -> None:
     cfg = WaypointConfig.from_dict(yaml.safe_load(Path(args.config).read_text()))
     tc = WorldModelTraining(steps=args.steps, batch_size=args.batch_size, clip_frames=args.clip_frames, lr=args.lr,
                             clean_context_prob=args.clean_context_prob, ctrl_init_scale=args.ctrl_init_scale,
-                            init=args.init, device=args.device, seed=args.seed)
+                            start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
     ae = None
     if args.autoencoder:
@@ -273,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="share of clips with clean context before a random cut, as at inference")
     p.add_argument("--ctrl-init-scale", type=float, default=1.0,
                    help="scale of the initial control weights of the fusion layers (a new run only)")
+    p.add_argument("--start-frames", type=int, default=0,
+                   help="extra single frames per step trained from the prompt alone (an episode's first frame)")
     p.add_argument("--init", default=None,
                    help="a checkpoint folder to start from: its weights and caption encoder (fine-tuning)")
     p.add_argument("--seed", type=int, default=0)

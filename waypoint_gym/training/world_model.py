@@ -1,9 +1,9 @@
 """Diffusion-forcing training of a Waypoint-format world model on cached latents.
 
-Each training clip is the first F frames of a recorded segment (frame 0 is a reset, as after
-`WorldEngine.reset`). Every frame gets its own noise level; the model sees the whole clip in one pass with
-the ring's frame-causal mask (`FrameCausalMask`), so what it learns is exactly what cached inference runs.
-The target is the rectified-flow velocity noise - x0, with x_sigma = (1 - sigma) x0 + sigma noise.
+Each training clip is F consecutive frames of a recorded segment, its frame 0 playing the seed frame of a
+reset (as after `WorldEngine.reset`). Every frame gets its own noise level; the model sees the whole clip in
+one pass with the ring's frame-causal mask (`FrameCausalMask`), so what it learns is exactly what cached
+inference runs. The target is the rectified-flow velocity noise - x0, with x_sigma = (1 - sigma) x0 + sigma noise.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class WorldModelTraining:
     context_noise: float = 0.05  # max sigma of "clean" context frames (noise augmentation)
     ctrl_dropout: float = 0.1  # classifier-free-guidance dropout to the null embeddings
     ctrl_init_scale: float = 1.0  # initial weights on the control half of every fusion layer, times this
+    start_frames: int = 0  # extra frames per step generated from the prompt alone, as an episode's first frame
     init: str | None = None  # a checkpoint folder whose weights and caption encoder to start from (fine-tuning)
     prompt_dropout: float = 0.1
     seed: int = 0
@@ -121,6 +122,26 @@ def sample_sigmas(n: int, F: int, sched: list[float], tc: WorldModelTraining, g:
     return sigma.to(device), (~context).to(device)
 
 
+def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor, ctrl: torch.Tensor,
+                prompts: list[str], mask: FrameCausalMask, tc: WorldModelTraining, g: torch.Generator):
+    """Diffusion-forcing velocity errors of clips x0 [B, F, C, h, w] -> (error [B, F], carries loss [B, F])."""
+    B, F_ = x0.shape[:2]
+    device = x0.device
+    sigma, carries_loss = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, tc, g, device)
+    noise = torch.randn(x0.shape, generator=g).to(device)
+    s = sigma[..., None, None, None]
+    x = (1 - s) * x0 + s * noise
+    emb, _ = encoder(prompts)
+    drop_prompt = (torch.rand(B, generator=g) < tc.prompt_dropout).to(device)
+    null_prompt = torch.zeros_like(emb)
+    null_prompt[:, 0] = model.prompt_cfg.null_emb[0, 0]
+    emb = torch.where(drop_prompt[:, None, None], null_prompt, emb)
+    drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
+    t = torch.arange(F_, device=device).expand(B, -1)
+    v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl)
+    return (v.float() - (noise - x0)).pow(2).mean(dim=(2, 3, 4)), carries_loss
+
+
 def lr_at(step: int, tc: WorldModelTraining) -> float:
     if step < tc.warmup:
         return tc.lr * (step + 1) / tc.warmup
@@ -177,7 +198,10 @@ def train_world_model(
 
     sampler = ClipSampler(data, key_names, cfg, tc.clip_frames, tc.seed + step, device)
     mask = FrameCausalMask(cfg, tc.clip_frames, device)
-    t = torch.arange(tc.clip_frames, device=device).expand(tc.batch_size, -1)
+    starts, start_mask = None, None
+    if tc.start_frames:
+        starts = ClipSampler(data, key_names, cfg, 1, tc.seed + step + 1, device)
+        start_mask = FrameCausalMask(cfg, 1, device)
     g = torch.Generator().manual_seed(tc.seed * 1000 + step)
     cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
@@ -185,24 +209,15 @@ def train_world_model(
     bar = tqdm(total=tc.steps, initial=step, desc="world model", unit="step")
     t0, losses = time.time(), []
     while step < tc.steps and (tc.time_limit is None or time.time() - t0 < tc.time_limit):
-        x0, ctrl, prompts = sampler.sample(tc.batch_size)
-        B = x0.shape[0]
-        sigma, carries_loss = sample_sigmas(B, tc.clip_frames, cfg.scheduler_sigmas, tc, g, device)
-        noise = torch.randn(x0.shape, generator=g).to(device)
-        s = sigma[..., None, None, None]
-        x = (1 - s) * x0 + s * noise
-        emb, pad = encoder(prompts)
-        drop_prompt = (torch.rand(B, generator=g) < tc.prompt_dropout).to(device)
-        null_prompt = torch.zeros_like(emb)
-        null_prompt[:, 0] = model.prompt_cfg.null_emb[0, 0]
-        emb = torch.where(drop_prompt[:, None, None], null_prompt, emb)
-        drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc)
         with autocast:
-            v = model(x, sigma, t[:B], ctrl, emb, cache=mask, ctrl_null=drop_ctrl)
-        err = (v.float() - (noise - x0)).pow(2).mean(dim=(2, 3, 4))  # [B, F]
-        loss = (err * carries_loss).sum() / carries_loss.sum().clamp(min=1)
+            err, carries = clip_errors(model, encoder, *sampler.sample(tc.batch_size), mask, tc, g)
+            if starts is not None:  # single frames with an empty history: the frame a prompt alone opens with
+                err0, carries0 = clip_errors(model, encoder, *starts.sample(tc.start_frames), start_mask, tc, g)
+                err, carries = torch.cat([err.flatten(), err0.flatten()]), torch.cat([carries.flatten(),
+                                                                                      carries0.flatten()])
+        loss = (err * carries).sum() / carries.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -260,6 +275,21 @@ def teacher_forced_error(model: WaypointModel, encoder: CaptionEncoder, data: di
     return float(np.mean(errs))
 
 
+@torch.no_grad()
+def prompt_start_error(model: WaypointModel, encoder: CaptionEncoder, data: dict, key_names: list[str],
+                       n_frames: int = 256, seed: int = 1) -> float:
+    """Mean squared x0 error of recorded frames predicted at sigma 1 from their prompt alone (an empty
+    history), as an episode opened from a prompt begins."""
+    device = next(model.parameters()).device
+    x0, ctrl, prompts = ClipSampler(data, key_names, model.cfg, 1, seed, device).sample(n_frames)  # [n, 1, ...]
+    emb, _ = encoder(prompts)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    n = x0.shape[0]
+    v = model(noise, torch.ones(n, 1, device=device), torch.zeros(n, 1, dtype=torch.long, device=device), ctrl, emb,
+              cache=FrameCausalMask(model.cfg, 1, device))
+    return F.mse_loss(noise - v, x0).item()
+
+
 def control_sensitivity(model: WaypointModel, encoder: CaptionEncoder, data: dict, key_names: list[str],
                         clip_frames: int, n_clips: int = 64, seed: int = 1) -> dict:
     """Does the model use the controls? Its teacher-forced error with the recorded controls, with the mouse's
@@ -292,6 +322,7 @@ def write_report(run_dir: str | Path, model: WaypointModel, encoder: CaptionEnco
         "final_loss": log_rows[-1]["loss"] if log_rows else None,
         "teacher_forced_x0_mse": sensitivity["recorded"],  # the error with the recorded controls
         "control_sensitivity": sensitivity,
+        "prompt_start_x0_mse": prompt_start_error(model, encoder, data, key_names, seed=seed),
     }
     if autoencoder is not None:
         device = next(model.parameters()).device
