@@ -100,11 +100,15 @@ def test_motion_measures_read_the_real_game_correctly():
 
 
 def test_theme_classifier_tells_real_worlds_apart():
-    captions = list(DEFAULT_CAPTIONS[:5])
+    captions = list(DEFAULT_CAPTIONS)
     fit_frames, fit_labels = theme_clips(captions, 4, EVAL_SEED, n_frames=6)
     classifier = ThemeClassifier(captions).fit(fit_frames, fit_labels)
     frames, labels = theme_clips(captions, 4, EVAL_SEED + 500, n_frames=6)
     assert np.mean(classifier.predict(frames) == labels) >= 0.9
+    # Blurred like a world model's mean frame, the clips lose the contrast the full test reads, not their colours.
+    blurred = np.stack([[cv2.GaussianBlur(f, (0, 0), 16) for f in clip] for clip in frames])
+    by_means = ThemeClassifier(captions, means_only=True).fit(fit_frames, fit_labels)
+    assert np.mean(by_means.predict(blurred) == labels) >= 0.9 > np.mean(classifier.predict(blurred) == labels)
 
 
 def test_teacher_forcing_leaves_only_real_frames_in_the_cache(plain_checkpoint):
@@ -162,6 +166,8 @@ def test_evaluate_world_quick_with_prompt_and_reward_head(full_checkpoint, tmp_p
     assert report["prompt_guidance"] == 2.0 and "prompt guidance 2.0" in (tmp_path / "world_eval.md").read_text()
     prompt = report["metrics"]["prompt_following"]
     assert 0.0 <= prompt["accuracy"] <= 1.0 and prompt["classifier_accuracy_real"] >= 0.75
+    assert 0.0 <= prompt["accuracy_colour_means"] <= 1.0 and prompt["classifier_accuracy_real_colour_means"] >= 0.75
+    assert "colour means alone" in (tmp_path / "world_eval.md").read_text()
     assert np.sum(prompt["confusion"]) == prompt["trials"]
     rewards = report["metrics"]["reward_events"]
     assert rewards["transitions"] == 2 * 12

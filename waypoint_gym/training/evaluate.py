@@ -444,11 +444,15 @@ class ThemeClassifier:
 
     A clip's features are the Lab mean and std of each channel in the top and bottom half of its frames,
     averaged over the frames (12 numbers; sky or ceiling above, floor below). Distances are measured in units
-    of the pooled within-caption std of each feature.
+    of the pooled within-caption std of each feature. With `means_only` it reads the 6 means alone: the
+    theme's colours without their contrast, which a blurred frame loses.
     """
 
-    def __init__(self, captions: Sequence[str]):
+    MEANS = [0, 1, 2, 6, 7, 8]  # the Lab means of the top and the bottom half among `features`
+
+    def __init__(self, captions: Sequence[str], means_only: bool = False):
         self.captions = list(captions)
+        self.means_only = means_only
         self.centroids: np.ndarray | None = None  # [C, F]
         self.scale: np.ndarray | None = None  # [F]
 
@@ -466,9 +470,13 @@ class ThemeClassifier:
             parts += [half.mean(axis=(2, 3)), half.std(axis=(2, 3))]  # [N, T, 3] each
         return np.concatenate(parts, axis=-1).mean(axis=1)  # [N, 12]
 
+    def _features(self, frames: np.ndarray) -> np.ndarray:
+        feats = self.features(frames)
+        return feats[:, self.MEANS] if self.means_only else feats
+
     def fit(self, frames: np.ndarray, labels: np.ndarray) -> ThemeClassifier:
         """Fit on clips [N, T, H, W, 3] of known captions (labels [N], indices into `captions`)."""
-        feats, labels = self.features(frames), np.asarray(labels)
+        feats, labels = self._features(frames), np.asarray(labels)
         missing = sorted(set(range(len(self.captions))) - set(labels.tolist()))
         if missing:
             raise ValueError(f"no clips of captions {[self.captions[i] for i in missing]}")
@@ -480,7 +488,7 @@ class ThemeClassifier:
         """Clips [N, T, H, W, 3] -> caption indices [N]."""
         if self.centroids is None:
             raise RuntimeError("fit the classifier first")
-        feats = self.features(frames)
+        feats = self._features(frames)
         distance = (((feats[:, None] - self.centroids[None]) / self.scale) ** 2).sum(-1)  # [N, C]
         return distance.argmin(1)
 
@@ -525,7 +533,10 @@ def prompt_following(
     Each trial starts from an empty history (no seed frame) under its caption and generates `n_frames` frames,
     the first with zero controls and the rest under `ExplorationPolicy` actions. A `ThemeClassifier` fitted on
     `fit_worlds` real worlds per caption classifies the clip; its accuracy on as many other real worlds is the
-    ceiling. Returns {"accuracy", "classifier_accuracy_real", "per_caption", "confusion", "captions", ...}.
+    ceiling. The same classifier on the colour means alone gives a diagnostic, `accuracy_colour_means`: how
+    often the clip has its theme's colours, whatever their contrast. Returns {"accuracy",
+    "classifier_accuracy_real", "accuracy_colour_means", "classifier_accuracy_real_colour_means",
+    "per_caption", "confusion", "captions", ...}.
     """
     if not engine.config.prompt_conditioning:
         raise ValueError("this checkpoint has no prompt conditioning: there is no prompt to follow")
@@ -534,11 +545,13 @@ def prompt_following(
         raise ValueError("prompt following needs at least two captions to choose between")
     real_fit, labels_fit = theme_clips(captions, fit_worlds, seed, n_frames, size, keys)
     classifier = ThemeClassifier(captions).fit(real_fit, labels_fit)
+    by_means = ThemeClassifier(captions, means_only=True).fit(real_fit, labels_fit)
     real_check, labels_check = theme_clips(captions, fit_worlds, seed + SEED_BLOCK // 2, n_frames, size, keys)
     ceiling = float(np.mean(classifier.predict(real_check) == labels_check))
+    ceiling_means = float(np.mean(by_means.predict(real_check) == labels_check))
 
     labels = np.repeat(np.arange(len(captions)), trials_per_caption)
-    predicted, first_clips = [], {}
+    predicted, predicted_by_means, first_clips = [], [], {}
     chunks = _chunks(len(labels), engine.batch_size)
     bar = tqdm(total=len(chunks) * n_frames, desc="prompt following", unit="step", disable=not progress)
     for chunk in chunks:
@@ -554,6 +567,7 @@ def prompt_following(
             bar.update()
         clip = np.stack(clip, 1)  # [n, T, H, W, 3]
         predicted.append(classifier.predict(clip))
+        predicted_by_means.append(by_means.predict(clip))
         for j, i in enumerate(chunk):
             first_clips.setdefault(int(labels[i]), clip[j])
     bar.close()
@@ -561,11 +575,13 @@ def prompt_following(
     confusion = np.zeros((len(captions), len(captions)), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     accuracy = float(np.mean(predicted == labels))
+    accuracy_means = float(np.mean(np.concatenate(predicted_by_means) == labels))
     log.info("prompt following %.3f (the classifier scores %.3f on real frames)", accuracy, ceiling)
     shown = sorted(first_clips)[:STRIP_FRAMES]
     real_rows = [real_check[np.flatnonzero(labels_check == c)[0]] for c in shown]
     return {
-        "accuracy": accuracy, "classifier_accuracy_real": ceiling, "captions": captions,
+        "accuracy": accuracy, "classifier_accuracy_real": ceiling, "accuracy_colour_means": accuracy_means,
+        "classifier_accuracy_real_colour_means": ceiling_means, "captions": captions,
         "per_caption": {captions[c]: float(confusion[c, c] / confusion[c].sum()) for c in range(len(captions))},
         "confusion": confusion.tolist(), "trials": len(labels), "n_frames": n_frames,
         "samples": {"real": np.stack(real_rows), "dreamed": np.stack([first_clips[c] for c in shown])},
@@ -955,7 +971,11 @@ def _markdown(report: dict[str, Any]) -> str:
         *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows), "",
         "References: autoencoder reconstruction PSNR (the one-step ceiling) "
         f"{value(get('one_step', 'autoencoder_psnr'), ' dB')}; theme classifier on real frames "
-        f"{value(get('prompt_following', 'classifier_accuracy_real'), percent=True)}; reward head on real latents "
+        f"{value(get('prompt_following', 'classifier_accuracy_real'), percent=True)}; prompt following judged on "
+        f"the colour means alone (a diagnostic, not the target's test) "
+        f"{value(get('prompt_following', 'accuracy_colour_means'), percent=True)} (real frames "
+        f"{value(get('prompt_following', 'classifier_accuracy_real_colour_means'), percent=True)}); "
+        "reward head on real latents "
         f"precision {value(get('reward_events', 'real_latents', 'precision'))}, "
         f"recall {value(get('reward_events', 'real_latents', 'recall'))}.", "",
         "Captions: " + "; ".join(f'"{c}"' for c in report["captions"]) + ".",
