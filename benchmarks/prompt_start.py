@@ -23,8 +23,13 @@ import torch
 
 from waypoint_gym.envs import WaypointVectorEnv
 from waypoint_gym.envs.world_env import START_FRAMES_FILE
-from waypoint_gym.training.evaluate import DEFAULT_CAPTIONS, EVAL_SEED, ThemeClassifier, theme_clips
-from waypoint_gym.worlds import all_captions
+from waypoint_gym.training.evaluate import (
+    DEFAULT_CAPTIONS,
+    EVAL_SEED,
+    ThemeClassifier,
+    theme_clips,
+    validation_captions,
+)
 
 VALIDATION_SEED = 2_000_000
 WINDOWS = {"frames 1-8": slice(0, 8), "frames 25-32": slice(24, 32)}
@@ -34,10 +39,7 @@ def caption_sets(which: str) -> list[tuple[list[str], int]]:
     """(captions, world seed) sets: the evaluation's 8, or 3 validation sets of 8 outside them."""
     if which == "evaluation":
         return [(list(DEFAULT_CAPTIONS), EVAL_SEED)]
-    pool = [c for c in all_captions() if c not in DEFAULT_CAPTIONS]
-    rng = np.random.default_rng(7)
-    return [([pool[i] for i in rng.choice(len(pool), 8, replace=False)], VALIDATION_SEED + 1000 * k)
-            for k in range(3)]
+    return [(captions, VALIDATION_SEED + 1000 * k) for k, captions in enumerate(validation_captions(3, seed=7))]
 
 
 def main() -> None:

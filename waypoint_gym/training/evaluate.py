@@ -47,6 +47,7 @@ from tqdm import tqdm
 from waypoint_gym.engine import DEFAULT_KEYS, CtrlInput, WorldEngine
 from waypoint_gym.envs.spaces import default_keys, default_mouse_scale, resolve_keys, to_ctrl
 from waypoint_gym.training.collect import ExplorationPolicy
+from waypoint_gym.worlds import all_captions
 from waypoint_gym.worlds.arena import WALK_SPEED, ArenaBatch
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,16 @@ DEFAULT_CAPTIONS = (
     "a dusty desert castle at dawn",
     "a mossy wood maze at noon",
 )
+
+
+
+def validation_captions(n_sets: int, seed: int) -> list[list[str]]:
+    """`n_sets` sets of 8 captions drawn from the grammar without the evaluation's, for choosing settings
+    without looking at the evaluation's prompts."""
+    pool = [c for c in all_captions() if c not in DEFAULT_CAPTIONS]
+    rng = np.random.default_rng(seed)
+    return [[pool[i] for i in rng.choice(len(pool), 8, replace=False)] for _ in range(n_sets)]
+
 
 # The targets of issue 5 (PSNR in dB, the rest as fractions).
 TARGETS = {
