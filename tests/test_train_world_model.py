@@ -118,6 +118,9 @@ def test_start_frames_train_the_frame_a_prompt_alone_opens_with(tmp_path):
         model, encoder = train_world_model(data, KEYS, CAPTIONS, tmp_path / f"run{start_frames}", cfg, tc)
         errors[start_frames] = prompt_start_error(model, encoder, data, KEYS)
     assert errors[32] < 0.85 * errors[0], errors  # 0.41 against 0.53 (the floor, the spread of |N(0, 1)|: 0.36)
+    bad = WorldModelTraining(steps=1, clip_frames=6, start_frames=-1)
+    with pytest.raises(ValueError, match="start_frames must be >= 0, got -1"):
+        train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg, bad)
 
 
 def test_fine_tuning_starts_from_a_checkpoint_folder(tmp_path):

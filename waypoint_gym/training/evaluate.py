@@ -69,7 +69,6 @@ DEFAULT_CAPTIONS = (
 )
 
 
-
 def validation_captions(n_sets: int, seed: int) -> list[list[str]]:
     """`n_sets` sets of 8 captions drawn from the grammar without the evaluation's, for choosing settings
     without looking at the evaluation's prompts."""

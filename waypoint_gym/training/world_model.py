@@ -199,6 +199,8 @@ def train_world_model(
     sampler = ClipSampler(data, key_names, cfg, tc.clip_frames, tc.seed + step, device)
     mask = FrameCausalMask(cfg, tc.clip_frames, device)
     starts, start_mask = None, None
+    if tc.start_frames < 0:
+        raise ValueError(f"start_frames must be >= 0, got {tc.start_frames}")
     if tc.start_frames:
         starts = ClipSampler(data, key_names, cfg, 1, tc.seed + step + 1, device)
         start_mask = FrameCausalMask(cfg, 1, device)
@@ -215,8 +217,8 @@ def train_world_model(
             err, carries = clip_errors(model, encoder, *sampler.sample(tc.batch_size), mask, tc, g)
             if starts is not None:  # single frames with an empty history: the frame a prompt alone opens with
                 err0, carries0 = clip_errors(model, encoder, *starts.sample(tc.start_frames), start_mask, tc, g)
-                err, carries = torch.cat([err.flatten(), err0.flatten()]), torch.cat([carries.flatten(),
-                                                                                      carries0.flatten()])
+                err = torch.cat([err.flatten(), err0.flatten()])
+                carries = torch.cat([carries.flatten(), carries0.flatten()])
         loss = (err * carries).sum() / carries.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
