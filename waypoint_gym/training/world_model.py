@@ -251,8 +251,9 @@ def train_world_model(
 @torch.no_grad()
 def teacher_forced_error(model: WaypointModel, encoder: CaptionEncoder, data: dict, key_names: list[str],
                          clip_frames: int, n_clips: int = 64, seed: int = 1,
-                         controls: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
-    """Mean squared x0 error of a one-step prediction of each frame from clean context at sigma 1.
+                         controls: Callable[[torch.Tensor], torch.Tensor] | None = None, first_frame: int = 1) -> float:
+    """Mean squared x0 error of a one-step prediction of each frame from `first_frame` on from clean context
+    at sigma 1 (frame 0 has none: its prompt alone).
 
     `controls` edits the recorded control vectors [n, F, nb + 3] first (see `control_sensitivity`); the
     clips and the noise depend only on `seed`, so errors under different controls compare like for like.
@@ -265,7 +266,7 @@ def teacher_forced_error(model: WaypointModel, encoder: CaptionEncoder, data: di
     emb, _ = encoder(prompts)
     g = torch.Generator().manual_seed(seed)
     errs = []
-    for f in range(1, clip_frames):
+    for f in range(first_frame, clip_frames):
         sigma = torch.zeros(n_clips, f + 1, device=device)
         sigma[:, f] = 1.0
         noise = torch.randn(x0[:, f].shape, generator=g).to(device)
@@ -282,14 +283,7 @@ def prompt_start_error(model: WaypointModel, encoder: CaptionEncoder, data: dict
                        n_frames: int = 256, seed: int = 1) -> float:
     """Mean squared x0 error of recorded frames predicted at sigma 1 from their prompt alone (an empty
     history), as an episode opened from a prompt begins."""
-    device = next(model.parameters()).device
-    x0, ctrl, prompts = ClipSampler(data, key_names, model.cfg, 1, seed, device).sample(n_frames)  # [n, 1, ...]
-    emb, _ = encoder(prompts)
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(device)
-    n = x0.shape[0]
-    v = model(noise, torch.ones(n, 1, device=device), torch.zeros(n, 1, dtype=torch.long, device=device), ctrl, emb,
-              cache=FrameCausalMask(model.cfg, 1, device))
-    return F.mse_loss(noise - v, x0).item()
+    return teacher_forced_error(model, encoder, data, key_names, 1, n_frames, seed, first_frame=0)
 
 
 def control_sensitivity(model: WaypointModel, encoder: CaptionEncoder, data: dict, key_names: list[str],
