@@ -53,9 +53,9 @@ def sharpness(world: str, data: dict, keys: list[str], captions: list[str], fram
     x0, ctrl, prompts = ClipSampler(data, keys, cfg, frames, 1, "cpu").sample(clips)
     emb, _ = encoder(prompts)
     t = torch.arange(frames).expand(clips, -1)
+    noise = torch.randn(x0[:, -1].shape, generator=torch.Generator().manual_seed(0))  # the same at every sigma
     out = {"head_dim": cfg.head_dim, "n_heads": cfg.n_heads, "logit_cap": cap, "by_sigma": {}}
     for s in sigmas:
-        noise = torch.randn(x0[:, -1].shape, generator=torch.Generator().manual_seed(0))
         x = x0.clone()
         x[:, -1] = (1 - s) * x0[:, -1] + s * noise
         sigma = torch.zeros(clips, frames)
