@@ -19,7 +19,7 @@ from waypoint_gym.worlds import (
     register_worlds,
     sample_caption,
 )
-from waypoint_gym.worlds.themes import DEFAULT_WORDS
+from waypoint_gym.worlds.captions import DEFAULT_WORDS
 
 KEYS = ("W", "A", "S", "D", "SPACE", "SHIFT")
 

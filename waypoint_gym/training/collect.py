@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from waypoint_gym.engine.keycodes import DEFAULT_KEYS
 from waypoint_gym.worlds.arena import TURN_RATE, ArenaBatch
-from waypoint_gym.worlds.themes import all_captions
+from waypoint_gym.worlds.captions import all_captions
 
 log = logging.getLogger(__name__)
 

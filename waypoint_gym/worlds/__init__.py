@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium
 
 from waypoint_gym.worlds.arena import ArenaBatch, ArenaEnv, ArenaStarts
-from waypoint_gym.worlds.themes import THEMES, Theme, all_captions, parse_caption, sample_caption
+from waypoint_gym.worlds.captions import THEMES, Theme, all_captions, parse_caption, sample_caption
 
 __all__ = [
     "THEMES", "ArenaBatch", "ArenaEnv", "ArenaStarts", "Theme",
