@@ -1,4 +1,5 @@
-"""Finding checkpoint folders (hub repo ids or local paths) and loading state dicts strictly."""
+"""Finding checkpoint folders (the bundled world, short names, hub repo ids or local paths) and loading state dicts
+strictly."""
 
 from __future__ import annotations
 
@@ -7,6 +8,27 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+# The world opened when no model is named, shipped in waypoint_gym/assets/.
+BUNDLED_WORLD = Path(__file__).resolve().parents[1] / "assets" / "default_world"
+# Short names for published worlds.
+MODEL_ALIASES = {"waypoint-1-small": "Overworld/Waypoint-1-Small"}
+
+
+def resolve_model(model: str | os.PathLike | None) -> str | os.PathLike:
+    """A model argument -> what WorldEngine loads: the bundled world for None, hub ids for short names."""
+    if model is None:
+        if not (BUNDLED_WORLD / "config.yaml").is_file():
+            raise FileNotFoundError(
+                f"no model given and the bundled default world is missing ({BUNDLED_WORLD} has no config.yaml); "
+                "pass model=<hub id, checkpoint folder or preset name>"
+            )
+        return BUNDLED_WORLD
+    if isinstance(model, str) and model.lower() in MODEL_ALIASES:
+        return MODEL_ALIASES[model.lower()]
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a hub id, a folder path or a preset name, got {type(model).__name__}")
+    return model
 
 
 def resolve_uri(uri: str | os.PathLike, allow_patterns: list[str] | None = None) -> Path:

@@ -309,6 +309,13 @@ class WaypointModel(nn.Module):
         """[B, F, 2 + n_buttons + 1] = concat(mouse, buttons, scroll) -> [B, F, D]."""
         return self.ctrl_emb(ctrl.to(self.out_norm.fc.weight.dtype))
 
+    # -- the prompt classifier-free guidance drops to
+    def null_prompt(self, like: torch.Tensor) -> torch.Tensor:
+        """A prompt shaped like `like` [B, P, Dp]: the null embedding in row 0, zero rows after it (as in training)."""
+        out = torch.zeros_like(like)
+        out[:, 0] = self.prompt_cfg.null_emb[0, 0]
+        return out
+
     def frame_inputs(
         self,
         t: torch.Tensor,  # [B] or [B, F] frame index (temporal position)

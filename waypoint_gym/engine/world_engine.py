@@ -6,8 +6,7 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import WaypointConfig, preset_config
+from .controls import CtrlInput, ctrl_input_vectors
 from .kv_cache import KVCache
 from .loading import load_strict, require_files, resolve_uri
 from .model import Conditioning, FrameInputs, WaypointModel
@@ -24,15 +24,10 @@ from .speedups import Speedups, attention_flex, conditioning_table, fuse_qkv, sp
 log = logging.getLogger(__name__)
 
 EnvIds = int | Sequence[int] | np.ndarray | torch.Tensor | None
-
-
-@dataclass
-class CtrlInput:
-    """One frame of controller input: pressed keycodes, mouse velocity and scroll wheel."""
-
-    button: set[int] = field(default_factory=set)
-    mouse: tuple[float, float] = (0.0, 0.0)
-    scroll_wheel: int = 0
+# Controls of the selected envs: None (nothing pressed), one CtrlInput for all, a list of one each, or control
+# vectors [n, n_buttons + 3] (`waypoint_gym.engine.controls.control_vectors` builds them from key and mouse arrays).
+Controls = CtrlInput | Sequence[CtrlInput | None] | np.ndarray | torch.Tensor | None
+PROMPT_CACHE_SIZE = 16  # encoded texts kept by set_prompt
 
 
 def load_model(folder: Path, device="cpu", dtype=torch.float32) -> tuple[WaypointConfig, WaypointModel]:
@@ -106,8 +101,9 @@ class WorldEngine:
     """Generates frames for `batch_size` independent environments that share one model and one forward pass.
 
     Every environment has its own KV cache rows, frame index and prompt. Methods take `env_ids` (None for
-    all, an int for one, or a sequence) and controls as one CtrlInput or one per selected environment.
-    Latents go in and out as float32 tensors; images as uint8 HxWx3 numpy arrays.
+    all, an int for one, or a sequence) and controls as one CtrlInput, one per selected environment, or an
+    array of control vectors [n, n_buttons + 3]. Latents go in and out as float32 tensors; images as uint8
+    HxWx3 numpy arrays.
     """
 
     def __init__(
@@ -152,7 +148,8 @@ class WorldEngine:
         # Without a seed, fresh entropy (torch.seed() would also re-seed torch's global generator).
         self.generator.manual_seed(seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
         self.autoencoder = self._load_autoencoder()
-        self._prompt_encoder = None
+        self._prompt_encoder: Callable | None = None
+        self._prompt_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # text -> (emb [P, Dp], pad [P])
         # Per-env prompt rows [B, P, Dp] (pad rows zero) and how many rows each env's prompt has.
         self.prompt_emb = torch.zeros(batch_size, 1, cfg.prompt_embedding_dim, device=self.device)
         self.prompt_rows = torch.ones(batch_size, dtype=torch.long, device=self.device)
@@ -208,24 +205,45 @@ class WorldEngine:
         self.cache.reset(ids)
 
     def set_prompt(self, text: str | Sequence[str], env_ids: EnvIds = None) -> None:
-        """Encode one prompt for all selected environments, or one prompt per selected environment."""
+        """Encode one prompt for all selected environments, or one prompt per selected environment.
+
+        Encoded texts are cached (the latest PROMPT_CACHE_SIZE), so setting a prompt again costs no encoder pass.
+        """
         ids, n, _ = self._select(env_ids)
         texts = [text] * n if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
         if texts is None or len(texts) != n or not all(isinstance(t, str) for t in texts):
             raise TypeError(f"prompt must be a str or a list of {n} str (one per selected env), got {text!r}")
         if not self._uses_prompts():
             return
-        emb, pad = self.prompt_encoder(texts)
-        self.set_prompt_embedding(emb, pad, env_ids)
+        rows = [self.encode_prompt(t) for t in texts]
+        self.set_prompt_embedding(torch.stack([e for e, _ in rows]), torch.stack([p for _, p in rows]), env_ids)
+
+    def encode_prompt(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A text's (embedding [P, Dp], pad mask [P]) from the prompt encoder, cached as in `set_prompt`."""
+        if text not in self._prompt_cache:
+            emb, pad = self.prompt_encoder([text])
+            if len(self._prompt_cache) >= PROMPT_CACHE_SIZE:
+                self._prompt_cache.pop(next(iter(self._prompt_cache)))
+            self._prompt_cache[text] = (emb[0], pad[0])
+        return self._prompt_cache[text]
 
     @property
-    def prompt_encoder(self):
+    def prompt_encoder(self) -> Callable:
+        """texts -> (embedding [N, P, Dp], pad mask [N, P]): the encoder the checkpoint names, loaded on first use."""
         if self._prompt_encoder is None:
             from .prompt import load_prompt_encoder
 
             uri = self.config.prompt_encoder_uri or "google/umt5-xl"
             self._prompt_encoder = load_prompt_encoder(uri, self.folder, self.device, torch.float32)
         return self._prompt_encoder
+
+    @prompt_encoder.setter
+    def prompt_encoder(self, encoder: Callable) -> None:
+        """Use another encoder (a smaller or cached one); forgets the texts the old one encoded."""
+        if not callable(encoder):
+            raise TypeError(f"prompt_encoder must be callable texts -> (emb, pad), got {encoder!r}")
+        self._prompt_encoder = encoder
+        self._prompt_cache.clear()
 
     def set_prompt_embedding(self, emb, pad_mask=None, env_ids: EnvIds = None) -> None:
         """Set prompt embeddings directly: [P, Dp] for every selected env, or [n, P, Dp] one each; pad rows zeroed."""
@@ -271,7 +289,7 @@ class WorldEngine:
     # ------------------------------------------------------------------------------------ frames
 
     @torch.inference_mode()
-    def append_latent(self, latent, ctrl=None, env_ids: EnvIds = None) -> None:
+    def append_latent(self, latent, ctrl: Controls = None, env_ids: EnvIds = None) -> None:
         """Store known frames (e.g. seed frames) in the cache: one cache pass, no denoising."""
         ids, n, _ = self._select(env_ids)
         x = self._check_latent(latent, n, "latent")
@@ -279,8 +297,8 @@ class WorldEngine:
         self._cache_pass(x, self._frame_inputs(ctrl_vec, ids), ids)
 
     @torch.inference_mode()
-    def gen_latent(self, ctrl=None, noise=None, env_ids: EnvIds = None, generator: torch.Generator | None = None,
-                   store: bool = True):
+    def gen_latent(self, ctrl: Controls = None, noise=None, env_ids: EnvIds = None,
+                   generator: torch.Generator | None = None, store: bool = True):
         """Generate the next frame's latent of each selected env: few-step denoising, then its cache pass.
 
         With `store=False` the frame is not stored and the envs stay at it: a one-step prediction, to be
@@ -307,7 +325,7 @@ class WorldEngine:
             self._cache_pass(x, inputs, ids)
         return x[0].clone() if single else x.clone()
 
-    def append_frame(self, img, ctrl=None, env_ids: EnvIds = None) -> None:
+    def append_frame(self, img, ctrl: Controls = None, env_ids: EnvIds = None) -> None:
         """Encode uint8 image(s) HxWx3 / NxHxWx3 with the autoencoder and append them as frames."""
         ids, n, single = self._select(env_ids)
         ae = self._require_autoencoder()
@@ -322,7 +340,8 @@ class WorldEngine:
             latent = ae.encode(arr).float()
         self.append_latent(latent, ctrl, env_ids if not single else env_ids)
 
-    def gen_frame(self, ctrl=None, env_ids: EnvIds = None, return_img: bool = True, noise=None, generator=None):
+    def gen_frame(self, ctrl: Controls = None, env_ids: EnvIds = None, return_img: bool = True, noise=None,
+                  generator=None):
         """Generate the next frame: a uint8 image (HxWx3, or NxHxWx3), or its latent when return_img is False."""
         ae = self._require_autoencoder() if return_img else None
         z = self.gen_latent(ctrl, noise, env_ids, generator)
@@ -358,7 +377,7 @@ class WorldEngine:
         plan = self.cache.plan(ids, commit=False)
         t = self.cache.frame if ids is None else self.cache.frame[ids]
         if null_prompt:  # the embedding the prompt was dropped to in training
-            prompt, prompt_mask = self.model.prompt_cfg.null_emb.expand(len(t), 1, -1), None
+            prompt, prompt_mask = self.model.null_prompt(self.model.prompt_cfg.null_emb.expand(len(t), 1, -1)), None
         return self.model.frame_inputs(t, ctrl_vec, prompt, plan, self.cache, prompt_mask)
 
     def _cache_pass(self, x, inputs: FrameInputs, ids) -> None:
@@ -403,38 +422,25 @@ class WorldEngine:
             raise ValueError(f"{what} contains NaN or inf")
         return x.clone()  # our own copy (an inference tensor here), so compiled passes see one kind of input
 
-    def _ctrl_vector(self, ctrl, n: int) -> torch.Tensor:
-        """CtrlInput(s) -> [n, 2 + n_buttons + 1] = concat(mouse, multi-hot buttons, scroll sign)."""
+    def _ctrl_vector(self, ctrl: Controls, n: int) -> torch.Tensor:
+        """Controls of n envs -> [n, 2 + n_buttons + 1] = concat(mouse, multi-hot buttons, scroll sign)."""
+        nb = self.config.n_buttons
+        if isinstance(ctrl, (np.ndarray, torch.Tensor)):
+            vec = _as_float_tensor(ctrl, "control vectors", self.device)
+            if tuple(vec.shape) != (n, nb + 3):
+                raise ValueError(f"control vectors must be [{n}, {nb + 3}] (n_buttons + 3), got {list(vec.shape)}")
+            if not torch.isfinite(vec).all():
+                raise ValueError("control vectors contain NaN or inf")
+            return vec
         if ctrl is None or isinstance(ctrl, CtrlInput):
             ctrls = [ctrl] * n
         elif isinstance(ctrl, (list, tuple)):
             ctrls = list(ctrl)
         else:
-            raise TypeError(f"controls must be CtrlInput or a list of them, got {type(ctrl).__name__}")
+            raise TypeError(f"controls must be CtrlInput, a list of them or control vectors, got {type(ctrl).__name__}")
         if len(ctrls) != n:
             raise ValueError(f"expected one CtrlInput or a list of {n} (one per selected env), got {len(ctrls)}")
-        nb = self.config.n_buttons
-        vec = np.zeros((n, nb + 3), dtype=np.float32)
-        for i, c in enumerate(ctrls):
-            c = CtrlInput() if c is None else c
-            if not isinstance(c, CtrlInput):
-                raise TypeError(f"controls must be CtrlInput, got {type(c).__name__}")
-            buttons = list(c.button)
-            bad = [b for b in buttons if not isinstance(b, (int, np.integer)) or isinstance(b, bool) or not 0 <= b < nb]
-            if bad:
-                raise ValueError(f"keycodes {bad} outside [0, {nb}) (n_buttons of this model)")
-            mouse = np.asarray(c.mouse, dtype=np.float64)
-            if mouse.shape != (2,):
-                raise ValueError(f"mouse must be two numbers (dx, dy), got {c.mouse!r}")
-            if not np.isfinite(mouse).all():
-                raise ValueError(f"mouse must be finite, got {c.mouse!r}")
-            scroll = c.scroll_wheel
-            if not isinstance(scroll, (int, float, np.number)) or not math.isfinite(scroll):
-                raise ValueError(f"scroll_wheel must be a finite number, got {scroll!r}")
-            vec[i, :2] = mouse
-            vec[i, 2 + np.asarray(buttons, dtype=np.int64)] = 1.0
-            vec[i, -1] = np.sign(scroll)
-        return torch.from_numpy(vec).to(self.device)
+        return torch.from_numpy(ctrl_input_vectors(ctrls, nb)).to(self.device)
 
     def _require_autoencoder(self):
         if self.autoencoder is None:
