@@ -12,7 +12,7 @@ from envs_support import ToyPromptEncoder, split_action
 
 import waypoint_gym  # noqa: F401  (registers Waypoint-v0)
 from waypoint_gym.envs import WaypointVectorEnv, WaypointWorldEnv
-from waypoint_gym.envs.world_env import DEFAULT_START_GREY, START_FRAMES_FILE
+from waypoint_gym.envs.world_batch import DEFAULT_START_GREY, START_FRAMES_FILE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

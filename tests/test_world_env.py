@@ -14,7 +14,7 @@ from gymnasium.utils.env_checker import check_env
 
 import waypoint_gym  # noqa: F401  (registers Waypoint-v0)
 from waypoint_gym.envs import WaypointWorldEnv
-from waypoint_gym.envs.world_env import DEFAULT_START_GREY, START_FRAMES_FILE
+from waypoint_gym.envs.world_batch import DEFAULT_START_GREY, START_FRAMES_FILE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -157,7 +157,7 @@ def test_start_frames_show_the_default_prompt_and_other_prompts_open_from_themse
     engine.reset()
     engine.set_prompt_embedding(*[t[0] for t in ToyPromptEncoder()(["a forest"])])
     noise = np.random.default_rng(3).standard_normal(world.latent_shape, dtype=np.float32)
-    frames, _ = world.generate(None, [world.ctrl(np.zeros(6, bool), np.zeros(2, np.float32))], noise[None])
+    frames = world.decode(world.dream(None, np.zeros((1, 6), bool), np.zeros((1, 2), np.float32), noise[None]))
     np.testing.assert_array_equal(obs, frames[0])
     assert np.abs(obs.astype(int) - env.reset(seed=3, prompt="a cave")[0]).max() > 0
     seeded, info = env.reset(seed=3, prompt="a forest", seed_frames=start[0])  # seed frames always win
@@ -272,7 +272,7 @@ def test_bad_constructor_arguments(ckpt, kwargs, error, match):
 
 
 def test_missing_bundled_world_and_latent_only_models(tmp_path, monkeypatch):
-    monkeypatch.setattr("waypoint_gym.envs.world_env.BUNDLED_WORLD", "no_such_world")
+    monkeypatch.setattr("waypoint_gym.engine.loading.BUNDLED_WORLD", tmp_path / "no_such_world")
     with pytest.raises(FileNotFoundError, match="bundled default world"):
         WaypointWorldEnv()
     with pytest.raises(FileNotFoundError, match="not found"):
@@ -352,7 +352,7 @@ def test_record_video(ckpt, tmp_path):
 
 def test_reward_head_beside_checkpoint_gives_reward_and_termination(tmp_path):
     """A checkpoint that ships `reward_head/` gets its reward and termination from it by default."""
-    from waypoint_gym.training.reward_head import RewardHead, RewardHeadConfig
+    from waypoint_gym.engine.reward_head import RewardHead, RewardHeadConfig
 
     folder = tiny_checkpoint(tmp_path / "ckpt")
     torch.manual_seed(0)
@@ -363,9 +363,9 @@ def test_reward_head_beside_checkpoint_gives_reward_and_termination(tmp_path):
         env = WaypointWorldEnv(model=folder, keys=("W", "A", "S", "D"), max_episode_steps=5)
         env.reset(seed=0)
         action = {"keys": np.array([1, 0, 0, 1], np.int8), "mouse": np.array([0.2, -0.1], np.float32)}
-        prev_latent = env._latent.clone()
+        prev_latent = env.world.latents[0].clone()
         _, reward, terminated, truncated, _ = env.step(action)
-        want_r, want_t = head.predict(prev_latent[None], env._latent[None], np.array([[1.0, 1.0]]),
+        want_r, want_t = head.predict(prev_latent[None], env.world.latents[0][None], np.array([[1.0, 1.0]]),
                                       np.array([[0.2, -0.1]]))
         assert reward == float(want_r[0]) and terminated == bool(want_t[0]) and not truncated
         # an explicit reward_fn still overrides the head's reward
@@ -375,7 +375,7 @@ def test_reward_head_beside_checkpoint_gives_reward_and_termination(tmp_path):
 
 
 def test_reward_head_termination_ends_the_episode(tmp_path):
-    from waypoint_gym.training.reward_head import RewardHead, RewardHeadConfig
+    from waypoint_gym.engine.reward_head import RewardHead, RewardHeadConfig
 
     folder = tiny_checkpoint(tmp_path / "ckpt")
     config = RewardHeadConfig(latent_channels=4, latent_size=(8, 8), n_keys=1, keys=["W"], reward_threshold=1.0,

@@ -12,8 +12,9 @@ from .registration import register_envs
 
 if TYPE_CHECKING:
     from .rewards import GoalImageReward, NoveltyReward, RewardFn, zero_reward
+    from .sb3 import SB3VecEnv
     from .spaces import action_space
-    from .vector_env import SB3VecEnv, WaypointVectorEnv
+    from .vector_env import WaypointVectorEnv
     from .world_env import WaypointWorldEnv
     from .wrappers import (
         DEFAULT_MACROS,
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
-    "WaypointWorldEnv": "world_env", "WaypointVectorEnv": "vector_env", "SB3VecEnv": "vector_env",
+    "WaypointWorldEnv": "world_env", "WaypointVectorEnv": "vector_env", "SB3VecEnv": "sb3",
     "DiscreteActions": "wrappers", "FlatBoxActions": "wrappers", "VectorDiscreteActions": "wrappers",
     "VectorFlatBoxActions": "wrappers", "MacroAction": "wrappers", "DEFAULT_MACROS": "wrappers",
     "RewardFn": "rewards", "zero_reward": "rewards", "NoveltyReward": "rewards", "GoalImageReward": "rewards",

@@ -1,4 +1,4 @@
-"""WaypointVectorEnv: N environments in one batched forward pass of one WorldEngine, and its SB3 adapter."""
+"""WaypointVectorEnv: N environments in one batched forward pass of one WorldEngine."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from .rewards import RewardFn
-from .spaces import action_space, check_actions
-from .world_env import (
+from .spaces import action_space
+from .world_batch import (
     Prompt,
     WorldBatch,
     check_max_episode_steps,
@@ -28,6 +27,7 @@ from .world_env import (
     describe_prompt,
     episode_options,
     episode_start,
+    step_rewards,
 )
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class WaypointVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
         self.max_episode_steps = check_max_episode_steps(max_episode_steps)
-        self.world = WorldBatch(
+        self.world = WorldBatch.load(
             model, device, dtype, self.num_envs, keys, mouse_scale, n_denoise_steps, obs_size, prompt_encoder
         )
         self.engine = self.world.engine
@@ -107,11 +107,6 @@ class WaypointVectorEnv(VectorEnv):
 
         n = self.num_envs
         self._rngs: list[np.random.Generator | None] = [None] * n
-        self._frames = np.zeros((n, *self.world.frame_size, 3), np.uint8)
-        self._obs = np.zeros(self.observation_space.shape, np.uint8)
-        self._latents = torch.zeros(n, *self.world.latent_shape)
-        self._episode_prompts: list[Prompt] = [None] * n
-        self._steps = np.zeros(n, np.int64)
         self._autoreset = np.zeros(n, bool)
         self._started = np.zeros(n, bool)
         self._window: str | None = None
@@ -173,7 +168,7 @@ class WaypointVectorEnv(VectorEnv):
         starts = [self._episode_start(i, prompts[i], frames[i]) for i in rows]
         self._start(rows, [p for p, _ in starts], [f for _, f in starts])
         self._autoreset[rows] = False
-        return self._obs.copy(), self._infos(rows, perf_counter() - t0)
+        return self.world.obs.copy(), self._infos(rows, perf_counter() - t0)
 
     def _episode_start(self, i: int, prompt: Prompt, frames: np.ndarray | None) -> tuple[Prompt, np.ndarray | None]:
         """Env i's prompt and seed frames: those given, else drawn by `start_fn`, else the constructor's."""
@@ -181,13 +176,7 @@ class WaypointVectorEnv(VectorEnv):
                              self.seed_frames[i])
 
     def _start(self, rows: list[int], prompts: list[Prompt], frames: list[np.ndarray | None]) -> None:
-        first, latents = self.world.start(rows, prompts, frames, [self._rng(i) for i in rows])
-        for j, i in enumerate(rows):
-            self._frames[i] = first[j]
-            self._obs[i] = self.world.observe(first[j])
-            self._latents[i] = latents[j]
-            self._episode_prompts[i] = prompts[j]
-        self._steps[rows] = 0
+        self.world.start(rows, prompts, frames, [self._rng(i) for i in rows])
         self._started[rows] = True
 
     def step(
@@ -197,7 +186,7 @@ class WaypointVectorEnv(VectorEnv):
             never = np.flatnonzero(~self._started).tolist()
             raise RuntimeError(f"call reset() before step() (envs {never} were never reset)")
         n = self.num_envs
-        pressed, mouse = check_actions(actions, len(self.keys), batch=n)
+        pressed, mouse = self.world.keymap.check(actions, batch=n)
         stepping = [int(i) for i in np.flatnonzero(~self._autoreset)]
         resetting = [int(i) for i in np.flatnonzero(self._autoreset)]
         rewards = np.zeros(n, np.float64)
@@ -205,35 +194,24 @@ class WaypointVectorEnv(VectorEnv):
         truncated = np.zeros(n, bool)
         t0 = perf_counter()
         if stepping:
-            shape = self.world.latent_shape
-            noise = np.stack([self._rng(i).standard_normal(shape, dtype=np.float32) for i in stepping])
-            ctrls = [self.world.ctrl(pressed[i], mouse[i]) for i in stepping]
-            frames, latents = self.world.generate(None if len(stepping) == n else stepping, ctrls, noise)
+            step = self.world.step(stepping, pressed[stepping], mouse[stepping], [self._rng(i) for i in stepping])
         if resetting:
             starts = [self._episode_start(i, None, None) for i in resetting]
             self._start(resetting, [p for p, _ in starts], [f for _, f in starts])
         seconds = perf_counter() - t0
         infos = self._infos(list(range(n)), seconds)
-        if stepping and self.world.reward_head is not None:  # the world's own reward and termination, batched
-            rewards[stepping], terminated[stepping] = self.world.head_outcomes(
-                self._latents[stepping], latents, pressed[stepping], mouse[stepping])
-        for j, i in enumerate(stepping):
-            prev_obs, prev_latent = self._obs[i].copy(), self._latents[i].clone()
-            self._frames[i] = frames[j]
-            self._obs[i] = self.world.observe(frames[j])
-            self._latents[i] = latents[j]
-            self._steps[i] += 1
-            action = {k: np.asarray(v)[i] for k, v in actions.items()}
-            info = {k: v[i] for k, v in infos.items() if not k.startswith("_")}
-            info.update(latent=latents[j], prev_latent=prev_latent)
-            if self.reward_fn is not None:
-                rewards[i] = self.reward_fn(prev_obs, action, self._obs[i], info)
+        if stepping:
+            per_env = [{k: v[i] for k, v in infos.items() if not k.startswith("_")} for i in stepping]
+            acts = [{k: np.asarray(v)[i] for k, v in actions.items()} for i in stepping]
+            rewards[stepping], terminated[stepping] = step_rewards(self.reward_fn, stepping, self.world.obs, acts,
+                                                                   step, per_env)
         if self.max_episode_steps is not None:
-            truncated[stepping] = (self._steps[stepping] >= self.max_episode_steps) & ~terminated[stepping]
+            steps = self.world.steps[stepping]
+            truncated[stepping] = (steps >= self.max_episode_steps) & ~terminated[stepping]
         self._autoreset = terminated | truncated
         if self.render_mode == "human":
             self.render()
-        return self._obs.copy(), rewards, terminated, truncated, infos
+        return self.world.obs.copy(), rewards, terminated, truncated, infos
 
     def _infos(self, rows: list[int], seconds: float) -> dict[str, Any]:
         """Gymnasium's vector info layout: an array per key and a `_key` mask of the envs that report it."""
@@ -242,7 +220,7 @@ class WaypointVectorEnv(VectorEnv):
         mask[rows] = True
         prompts = np.full(n, None, dtype=object)
         for i in rows:
-            prompts[i] = describe_prompt(self._episode_prompts[i])
+            prompts[i] = describe_prompt(self.world.prompts[i])
         self.step_time = seconds
         infos = {
             "frame_index": np.where(mask, self.engine.frame_index(), 0), "_frame_index": mask,
@@ -257,9 +235,9 @@ class WaypointVectorEnv(VectorEnv):
             gym.logger.warn("render() without a render_mode: pass render_mode='rgb_array' or 'human'")
             return None
         if self.render_mode == "rgb_array":
-            return tuple(f.copy() for f in self._frames)
+            return tuple(f.copy() for f in self.world.frames)
         self._window = self._window or f"Waypoint x{self.num_envs} ({id(self):x})"
-        cv2.imshow(self._window, cv2.cvtColor(cv2.hconcat(list(self._frames)), cv2.COLOR_RGB2BGR))
+        cv2.imshow(self._window, cv2.cvtColor(cv2.hconcat(list(self.world.frames)), cv2.COLOR_RGB2BGR))
         cv2.waitKey(1)
         return None
 
@@ -273,97 +251,3 @@ class WaypointVectorEnv(VectorEnv):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state["init_kwargs"])
-
-
-# ---------------------------------------------------------------------------------------- stable-baselines3
-
-
-def _unbatch_infos(infos: dict[str, Any], n: int) -> list[dict[str, Any]]:
-    """Gymnasium's vector info dict (arrays plus `_key` masks) -> SB3's list of one dict per env."""
-    out: list[dict[str, Any]] = [{} for _ in range(n)]
-    for key, value in infos.items():
-        if key.startswith("_"):
-            continue
-        mask = infos.get(f"_{key}", np.ones(n, bool))
-        parts = _unbatch_infos(value, n) if isinstance(value, dict) else value
-        for i in range(n):
-            if mask[i]:
-                out[i][key] = parts[i].item() if isinstance(parts[i], np.generic) else parts[i]
-    return out
-
-
-def _take(obs: Any, i: int) -> Any:
-    return {k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i]
-
-
-def _where(mask: np.ndarray, new: Any, old: Any) -> Any:
-    if isinstance(new, dict):
-        return {k: _where(mask, new[k], old[k]) for k in new}
-    return np.where(mask.reshape(-1, *([1] * (new.ndim - 1))), new, old)
-
-
-class SB3VecEnv(VecEnv):
-    """Hands a Gymnasium VectorEnv (e.g. WaypointVectorEnv under an action wrapper) to stable-baselines3.
-
-    SB3 resets an env in the step that ends it and reports the last observation as
-    `info["terminal_observation"]`; this adapter does that with a partial `reset(options={"reset_mask": done})`,
-    so the vector env's own next-step autoreset never fires. Truncations are reported as
-    `info["TimeLimit.truncated"]`. Wrap it in `VecMonitor` for episode statistics.
-    """
-
-    def __init__(self, venv: gym.vector.VectorEnv):
-        self.venv = venv
-        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
-        self._actions: np.ndarray | None = None
-
-    def reset(self) -> Any:
-        seed = None if all(s is None for s in self._seeds) else list(self._seeds)
-        options = None
-        if any(self._options):  # SB3 keeps options per env; pass them on as per-env lists
-            options = {k: [o.get(k) for o in self._options] for k in {k for o in self._options for k in o}}
-        obs, info = self.venv.reset(seed=seed, options=options)
-        self.reset_infos = _unbatch_infos(info, self.num_envs)
-        self._reset_seeds()
-        self._reset_options()
-        return obs
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = actions
-
-    def step_wait(self) -> VecEnvStepReturn:
-        obs, rewards, terminated, truncated, info = self.venv.step(self._actions)
-        dones = terminated | truncated
-        infos = _unbatch_infos(info, self.num_envs)
-        for i in range(self.num_envs):
-            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-        if dones.any():
-            for i in np.flatnonzero(dones):
-                infos[i]["terminal_observation"] = _take(obs, i)
-            reset_obs, reset_info = self.venv.reset(options={"reset_mask": dones})
-            obs = _where(dones, reset_obs, obs)
-            for i, ri in enumerate(_unbatch_infos(reset_info, self.num_envs)):
-                if dones[i]:
-                    self.reset_infos[i] = ri
-        return obs, np.asarray(rewards, np.float32), dones, infos
-
-    def close(self) -> None:
-        self.venv.close()
-
-    def get_images(self) -> Sequence[np.ndarray | None]:
-        frames = self.venv.render() if self.venv.render_mode == "rgb_array" else None
-        return list(frames) if frames is not None else [None] * self.num_envs
-
-    # The batched env is one object: attributes and methods are the vector env's, reported once per env.
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return [getattr(self.venv, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        setattr(self.venv, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
-        return [result for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]

@@ -1,4 +1,4 @@
-"""Key names, the Dict action space, action checks and the action -> CtrlInput mapping."""
+"""Key names, the Dict action space, action checks and the action -> control vector mapping."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from waypoint_gym.engine import DEFAULT_KEYS, KEYCODES, WaypointConfig
-from waypoint_gym.envs.spaces import (
-    action_space,
+from waypoint_gym.engine.controls import (
+    KeyMap,
     check_actions,
     check_mouse_scale,
     default_keys,
     default_mouse_scale,
     resolve_keys,
-    to_ctrl,
 )
+from waypoint_gym.envs.spaces import action_space
 
 
 def test_key_names_map_through_the_one_table():
@@ -46,12 +46,14 @@ def test_model_defaults_come_from_the_config():
     assert default_keys(shipped) == ("W", "LMB") and default_mouse_scale(shipped) == 20.0
 
 
-def test_action_space_and_ctrl():
+def test_action_space_and_control_vectors():
     space = action_space(3)
     assert space["keys"].n == 3 and space["mouse"].shape == (2,)
-    pressed, mouse = check_actions({"keys": np.array([1, 0, 1]), "mouse": np.array([0.5, -1.0])}, 3)
-    ctrl = to_ctrl(pressed, mouse, np.array([87, 65, 32]), mouse_scale=10.0)
-    assert ctrl.button == {87, 32} and ctrl.mouse == (5.0, -10.0)
+    keymap = KeyMap(["W", "A", "SPACE"], 256, mouse_scale=10.0)
+    pressed, mouse = keymap.check({"keys": np.array([1, 0, 1]), "mouse": np.array([0.5, -1.0])})
+    vec = keymap.vectors(pressed[None], mouse[None])[0]  # mouse dx dy, 256 buttons, scroll
+    assert vec.shape == (259,) and vec.dtype == np.float32
+    assert np.flatnonzero(vec[2:-1]).tolist() == [32, 87] and vec[:2].tolist() == [5.0, -10.0] and vec[-1] == 0
 
 
 def test_batched_checks():
