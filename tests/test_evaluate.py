@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from waypoint_gym.engine import DEFAULT_KEYS, WaypointConfig, WorldEngine, random_checkpoint
-from waypoint_gym.training.evaluate import (
+from waypoint_gym.envs.world_batch import WorldBatch
+from waypoint_gym.evaluation import (
     DEFAULT_CAPTIONS,
     EVAL_SEED,
     ThemeClassifier,
-    _Dreamer,
     evaluate_world,
     psnr,
     save_strips,
@@ -48,8 +48,7 @@ def plain_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_checkpoint(tmp_path_factory):
     """Prompt cross-attention with a caption encoder and a reward head, 32x32 frames (so it runs quicker)."""
-    from waypoint_gym.training.prompt_encoder import CaptionEncoder
-    from waypoint_gym.training.reward_head import RewardHead, RewardHeadConfig
+    from waypoint_gym.engine import CaptionEncoder, RewardHead, RewardHeadConfig
 
     cfg = WaypointConfig(**{**TINY, "prompt_conditioning": "cross_attention", "prompt_embedding_dim": 32,
                             "prompt_encoder_uri": "prompt_encoder"})
@@ -120,16 +119,18 @@ def test_teacher_forcing_leaves_only_real_frames_in_the_cache(plain_checkpoint):
     actions = [(rng.integers(0, 2, (n, 6)).astype(np.uint8), rng.uniform(-1, 1, (n, 2))) for _ in range(6)]
     real = [frames.copy()] + [game.step(*action)[0].copy() for action in actions]  # past the 4-frame window
 
-    forced, plain = (_Dreamer(WorldEngine(plain_checkpoint, batch_size=n, seed=0), n, DEFAULT_KEYS, 1.0)
+    forced, plain = (WorldBatch(WorldEngine(plain_checkpoint, batch_size=n, seed=0), DEFAULT_KEYS, 1.0)
                      for _ in range(2))
-    forced.start(["a"] * n, real[0])
-    plain.start(["a"] * n, real[0])
+    rows = list(range(n))
+    for world in (forced, plain):
+        world.begin(rows, [None] * n)
+        world.append(rows, world.encode(real[0]))
     for frame, action in zip(real[1:], actions):
-        forced.dream(*action, store=False)
-        forced.observe(frame, *action)
-        plain.observe(frame, *action)
+        forced.dream(rows, *action, store=False)
+        forced.append(rows, forced.encode(frame), *action)
+        plain.append(rows, plain.encode(frame), *action)
     noise = torch.randn(n, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    ctrls = forced.ctrls(*actions[0])
+    ctrls = forced.keymap.vectors(*actions[0])
     expected = plain.engine.gen_latent(ctrls, noise=noise)
     torch.testing.assert_close(forced.engine.gen_latent(ctrls, noise=noise), expected)
 

@@ -10,14 +10,12 @@ import torch
 
 from waypoint_gym.engine import WaypointConfig, WorldEngine, random_checkpoint
 from waypoint_gym.engine.autoencoder import Autoencoder
-from waypoint_gym.engine.world_engine import CtrlInput
-from waypoint_gym.envs.spaces import resolve_keys
+from waypoint_gym.engine.controls import CtrlInput, resolve_keys
+from waypoint_gym.engine.reward_head import RewardHead, RewardHeadConfig
 from waypoint_gym.training.autoencoder import autoencoder_config
 from waypoint_gym.training.collect import collect_arena
 from waypoint_gym.training.data import encode_dataset
 from waypoint_gym.training.reward_head import (
-    RewardHead,
-    RewardHeadConfig,
     best_threshold,
     one_step_latents,
     train_reward_head,

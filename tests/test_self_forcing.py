@@ -16,21 +16,20 @@ from waypoint_gym.engine import CtrlInput, WaypointConfig, WorldEngine, random_c
 from waypoint_gym.engine.keycodes import keycode
 from waypoint_gym.engine.kv_cache import FrameCausalMask, KVCache
 from waypoint_gym.engine.model import WaypointModel
+from waypoint_gym.engine.prompt import CaptionEncoder
 from waypoint_gym.engine.world_engine import random_model
-from waypoint_gym.training.export import export_checkpoint
-from waypoint_gym.training.prompt_encoder import CaptionEncoder
+from waypoint_gym.training.data import ClipSampler
+from waypoint_gym.training.export import export_checkpoint, load_teacher
 from waypoint_gym.training.self_forcing import (
     CleanContextMask,
     SelfForcingTraining,
     critic_loss,
     dmd_loss,
-    load_teacher,
     predict_x0,
     rollout,
     student_config,
     train_self_forcing,
 )
-from waypoint_gym.training.world_model import ClipSampler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

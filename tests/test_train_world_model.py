@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from waypoint_gym.engine import WaypointConfig, WorldEngine, random_checkpoint
+from waypoint_gym.engine.controls import control_vectors, resolve_keys
 from waypoint_gym.engine.model import WaypointModel
+from waypoint_gym.engine.prompt import CaptionEncoder
 from waypoint_gym.training.export import export_checkpoint
-from waypoint_gym.training.prompt_encoder import CaptionEncoder
 from waypoint_gym.training.world_model import (
     WorldModelTraining,
     control_sensitivity,
-    control_vectors,
     prompt_start_error,
     sample_sigmas,
     scale_ctrl_init,
@@ -51,7 +51,7 @@ CFG = dict(
 
 
 def test_control_vectors_place_keys_at_their_keycodes():
-    v = control_vectors(np.array([[1, 0]]), np.array([[0.5, -0.25]]), ["W", "SPACE"], 256)
+    v = control_vectors(np.array([[1, 0]]), np.array([[0.5, -0.25]]), resolve_keys(["W", "SPACE"], 256)[1], 256)
     assert v.shape == (1, 259) and v[0, 2 + 87] == 1 and v[0, 2 + 32] == 0 and v[0, :2].tolist() == [0.5, -0.25]
 
 
@@ -124,7 +124,7 @@ def test_start_frames_train_the_frame_a_prompt_alone_opens_with(tmp_path):
 
 
 def test_fine_tuning_starts_from_a_checkpoint_folder(tmp_path):
-    from waypoint_gym.training.self_forcing import load_teacher
+    from waypoint_gym.training.export import load_teacher
 
     cfg = WaypointConfig(**CFG)
     torch.manual_seed(1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,54 +13,16 @@ log = logging.getLogger("waypoint_gym")
 
 
 def rollout(args: argparse.Namespace) -> None:
-    """Generate frames from a checkpoint with random controls; save frames (PNG) or latent statistics."""
-    import cv2
-    import torch
-    from tqdm import tqdm
+    """Generate frames from a checkpoint with random controls; save frames (PNG) and latent statistics."""
+    from waypoint_gym.engine.rollout import random_rollout
 
-    from waypoint_gym.engine import CtrlInput, WorldEngine, keycode
-    from waypoint_gym.envs.world_env import resolve_model
-
-    eng = WorldEngine(resolve_model(args.checkpoint), device=args.device, batch_size=args.batch_size,
-                      n_denoise_steps=args.steps, seed=args.seed)
-    prompt = args.prompt or eng.config.extra.get("default_prompt")
-    if prompt and eng.config.prompt_conditioning:
-        eng.set_prompt(prompt)
-    start = eng.folder / "start_frames.npy" if eng.folder is not None else None
-    if eng.autoencoder is not None and start is not None and start.is_file():
-        for frame in np.load(start):  # the world's own start, as Waypoint-v0 begins
-            eng.append_frame(np.repeat(frame[None], eng.batch_size, axis=0), env_ids=list(range(eng.batch_size)))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
-    names = eng.config.extra.get("default_keys")  # the world's own keys, else a few random keycodes
-    keys = [keycode(k) for k in names] if names else sorted(
-        rng.choice(eng.config.n_buttons, size=min(8, eng.config.n_buttons), replace=False).tolist())
-    stats, frames = [], []
-    t0 = time.perf_counter()
-    for t in tqdm(range(args.frames), desc="rollout", unit="frame"):
-        ctrl = [CtrlInput(button={int(k) for k in keys if rng.random() < 0.2},
-                          mouse=tuple(rng.normal(0, 0.3, 2).tolist())) for _ in range(eng.batch_size)]
-        z = eng.gen_latent(ctrl, env_ids=list(range(eng.batch_size)))  # [B, C, H, W]
-        stats.append({"frame": t, "mean": z.mean().item(), "std": z.std().item(),
-                      "abs_max": z.abs().max().item(), "finite": bool(torch.isfinite(z).all())})
-        if eng.autoencoder is not None:
-            frames.append(eng.autoencoder.decode(z.to(eng.dtype))[0])
-    seconds = time.perf_counter() - t0
-    summary = {
-        "checkpoint": str(eng.folder or args.checkpoint), "frames": args.frames, "batch_size": eng.batch_size,
-        "denoising_steps": eng.n_denoise_steps, "seconds": seconds,
-        "frames_per_s": args.frames * eng.batch_size / seconds, "latent_shape": list(eng.latent_shape),
-        "per_frame": stats,
-    }
-    (out / "rollout.json").write_text(json.dumps(summary, indent=2))
-    if frames:
-        strip = np.concatenate(frames[:: max(1, len(frames) // 8)][:8], axis=1)
-        cv2.imwrite(str(out / "frames.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
-    print(f"{args.frames} frames x {eng.batch_size} envs in {seconds:.1f} s "
+    summary = random_rollout(args.checkpoint, args.out, args.frames, args.batch_size, args.steps, args.prompt,
+                             args.device, args.seed)
+    stats = summary["per_frame"]
+    print(f"{args.frames} frames x {summary['batch_size']} envs in {summary['seconds']:.1f} s "
           f"({summary['frames_per_s']:.1f} frames/s); latent std first/last "
           f"{stats[0]['std']:.3f}/{stats[-1]['std']:.3f}; all finite: {all(s['finite'] for s in stats)}; "
-          f"saved to {out}")
+          f"saved to {args.out}")
 
 
 def train_collect(args: argparse.Namespace) -> None:
@@ -92,32 +53,10 @@ def train_encode(args: argparse.Namespace) -> None:
     print(encode_dataset(ae, args.data, args.out))
 
 
-def world_model_data(data_dir: str, latents: str) -> tuple[dict, list[str], list[str]]:
-    """Recorded actions and prompts of a collection plus its cached latents; and its key names and captions."""
-    from waypoint_gym.training import load_chunks, load_latents, read_meta
+def export_world(args: argparse.Namespace, model, encoder, keys: list[str]) -> None:
+    from waypoint_gym.training.export import export_world as export
 
-    data = load_chunks(data_dir, fields=["keys", "mouse", "prompt", "length", "reward"])
-    data["latents"] = load_latents(latents)
-    meta = read_meta(data_dir)
-    return data, list(meta["keys"]), sorted(set(map(str, data["prompt"])))
-
-
-def export_world(args: argparse.Namespace, model, encoder, keys: list[str], ae=None) -> None:
-    """Write `args.export` with the autoencoder, reward head, default keys and (with `args.default_prompt`) a
-    start frame of the ground-truth world under that prompt, from a held-out seed."""
-    from waypoint_gym.training import export_checkpoint
-
-    extra, start = {"default_keys": keys}, None
-    if args.default_prompt:
-        from waypoint_gym.engine import Autoencoder
-        from waypoint_gym.worlds import ArenaBatch
-
-        extra["default_prompt"] = args.default_prompt
-        ae = ae or Autoencoder.from_pretrained(args.autoencoder)
-        size = ae.encoder.config.input_size[0]
-        start = ArenaBatch(1, size=size, keys=keys).reset(seed=10_000_000, prompt=args.default_prompt)[0]
-    export_checkpoint(args.export, model, args.autoencoder, encoder, args.reward_head, config_extra=extra,
-                      start_frames=start)
+    export(args.export, model, encoder, keys, args.autoencoder, args.reward_head, args.default_prompt)
     print(f"exported {args.export}")
 
 
@@ -134,6 +73,7 @@ def train_world_model(args: argparse.Namespace) -> None:
 
     from waypoint_gym.engine import WaypointConfig
     from waypoint_gym.training import WorldModelTraining, train_world_model
+    from waypoint_gym.training.data import world_model_data
     from waypoint_gym.training.world_model import write_report
 
     data, keys, captions = world_model_data(args.data, args.latents)
@@ -149,13 +89,15 @@ def train_world_model(args: argparse.Namespace) -> None:
         ae = Autoencoder.from_pretrained(args.autoencoder, device=args.device)
     print(json.dumps(write_report(args.run, model, encoder, data, keys, ae, min(8, args.clip_frames)), indent=2))
     if args.export:
-        export_world(args, model, encoder, keys, ae)
+        export_world(args, model, encoder, keys)
 
 
 def train_self_forcing(args: argparse.Namespace) -> None:
     """Self-forcing with DMD: a few-step student of a diffusion-forcing teacher, on its own rollouts."""
     from waypoint_gym.training import SelfForcingTraining, train_self_forcing
-    from waypoint_gym.training.self_forcing import load_teacher, rollout_error
+    from waypoint_gym.training.data import world_model_data
+    from waypoint_gym.training.export import load_teacher
+    from waypoint_gym.training.self_forcing import write_report
 
     data, keys, captions = world_model_data(args.data, args.latents)
     teacher, encoder = load_teacher(args.teacher, captions, args.device)
@@ -166,11 +108,7 @@ def train_self_forcing(args: argparse.Namespace) -> None:
                              critic_steps=args.critic_steps, guidance=args.guidance, scoring=args.scoring,
                              seed=args.seed, device=args.device, time_limit=args.time_limit)
     student = train_self_forcing(data, keys, teacher, encoder, args.run, tc)
-    frames = min(16, int(np.asarray(data["length"]).max()))
-    report = {"open_loop_mse_per_frame": {  # recorded clips, rollouts from their first frame
-        f"teacher ({len(teacher.cfg.scheduler_sigmas) - 1} steps)": rollout_error(teacher, encoder, data, keys, frames),
-        f"student ({len(sigmas) - 1} steps)": rollout_error(student, encoder, data, keys, frames)}}
-    (Path(args.run) / "report.json").write_text(json.dumps(report, indent=2))
+    report = write_report(args.run, teacher, student, encoder, data, keys)
     print(json.dumps({k: {m: round(float(np.mean(v)), 4) for m, v in d.items()} for k, d in report.items()}))
     if args.export:
         export_world(args, student, encoder, keys)
@@ -182,6 +120,7 @@ def train_reward_head(args: argparse.Namespace) -> None:
     dreamed = None
     if args.world:  # the world's one-step predictions of the recorded frames, as the head will read them
         from waypoint_gym.engine import WorldEngine
+        from waypoint_gym.training.data import world_model_data
         from waypoint_gym.training.reward_head import one_step_latents
 
         data, keys, _ = world_model_data(args.data, args.latents)
@@ -193,7 +132,7 @@ def train_reward_head(args: argparse.Namespace) -> None:
 
 
 def evaluate_world(args: argparse.Namespace) -> None:
-    from waypoint_gym.training import evaluate_world
+    from waypoint_gym.evaluation import evaluate_world
 
     report = evaluate_world(args.checkpoint, args.out, n_worlds=args.worlds, quick=args.quick,
                             n_denoise_steps=args.steps, prompt_guidance=args.prompt_guidance)

@@ -1,19 +1,16 @@
 """Training Waypoint-format world models: data collection, autoencoder, world model, self-forcing post-training,
-reward head, export, and the measurement of a learned world against its ground truth."""
+reward head and export. Measuring a trained world is `waypoint_gym.evaluation`."""
 
 from .autoencoder import autoencoder_config, train_autoencoder
 from .collect import ExplorationPolicy, collect_arena, collect_env
 from .data import encode_dataset, load_chunks, load_latents, read_meta
-from .evaluate import evaluate_world
 from .export import export_checkpoint
-from .prompt_encoder import CaptionEncoder
-from .reward_head import RewardHead, RewardHeadConfig, train_reward_head
+from .reward_head import train_reward_head
 from .self_forcing import SelfForcingTraining, train_self_forcing
 from .world_model import WorldModelTraining, train_world_model
 
 __all__ = [
-    "CaptionEncoder", "ExplorationPolicy", "RewardHead", "RewardHeadConfig", "SelfForcingTraining",
-    "WorldModelTraining", "autoencoder_config", "collect_arena", "collect_env", "encode_dataset", "evaluate_world",
-    "export_checkpoint", "load_chunks", "load_latents", "read_meta", "train_autoencoder", "train_reward_head",
-    "train_self_forcing", "train_world_model",
+    "ExplorationPolicy", "SelfForcingTraining", "WorldModelTraining", "autoencoder_config", "collect_arena",
+    "collect_env", "encode_dataset", "export_checkpoint", "load_chunks", "load_latents", "read_meta",
+    "train_autoencoder", "train_reward_head", "train_self_forcing", "train_world_model",
 ]

@@ -19,6 +19,9 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
+from waypoint_gym.engine.config import WaypointConfig
+from waypoint_gym.engine.controls import control_vectors, resolve_keys
+
 log = logging.getLogger(__name__)
 
 FIELDS = ("frames", "keys", "mouse", "reward", "terminated", "length", "prompt", "seed")
@@ -126,3 +129,41 @@ def encode_dataset(
         os.replace(tmp, out_path)
     log.info("encoded %d segments x %d frames to %s", n_segments, segment_len, out_path)
     return out_path
+
+
+class ClipSampler:
+    """Random training clips of F frames as tensors on the training device.
+
+    A clip may start anywhere in a segment: its first frame plays the seed frame, as after `WorldEngine.reset`
+    followed by `append_frame`, so every clip is indexed from frame 0.
+    """
+
+    def __init__(self, data: dict, key_names: list[str], cfg: WaypointConfig, clip_frames: int, seed: int, device):
+        self.lengths = lengths = np.asarray(data["length"])
+        self.segments = np.flatnonzero(lengths >= clip_frames)
+        if len(self.segments) == 0:
+            raise ValueError(f"no recorded segment has {clip_frames} frames")
+        self.latents = data["latents"]  # [S, L, C, h, w]
+        _, keycodes = resolve_keys(key_names, cfg.n_buttons)
+        self.ctrl = control_vectors(data["keys"], data["mouse"], keycodes, cfg.n_buttons)  # [S, L, nb + 3]
+        self.prompts = [str(p) for p in data["prompt"]]
+        self.F, self.device = clip_frames, device
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch: int):
+        idx = np.sort(self.rng.choice(self.segments, size=batch))
+        start = (self.rng.random(batch) * (self.lengths[idx] - self.F + 1)).astype(int)  # [batch]
+        frames = start[:, None] + np.arange(self.F)  # [batch, F]
+        x0 = np.stack([np.asarray(self.latents[i, f[0]: f[-1] + 1]) for i, f in zip(idx, frames)])
+        x0 = torch.as_tensor(x0, dtype=torch.float32, device=self.device)
+        ctrl = torch.as_tensor(self.ctrl[idx[:, None], frames], device=self.device)
+        ctrl[:, 0] = 0  # the seed frame is appended with no keys held, as the env does
+        return x0, ctrl, [self.prompts[i] for i in idx]
+
+
+def world_model_data(data_dir: str | os.PathLike, latents: str | os.PathLike) -> tuple[dict, list[str], list[str]]:
+    """What world-model training reads: a collection's recorded actions and prompts with its cached latents
+    (`data["latents"]`), its key names and its captions."""
+    data = load_chunks(data_dir, fields=["keys", "mouse", "prompt", "length", "reward"])
+    data["latents"] = load_latents(latents)
+    return data, list(read_meta(data_dir)["keys"]), sorted(set(map(str, data["prompt"])))

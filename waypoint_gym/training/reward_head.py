@@ -1,13 +1,5 @@
-"""The reward and termination head: (previous latent, latent, action) -> did this step collect an orb, end the episode.
-
-Like the reward-end models world-model agents train beside their dynamics model: a small conv net reads both
-latents and their difference (an orb vanishing, a score pip lighting up), an MLP adds the action, and two
-logits come out. The latents are the autoencoder's own (as `Autoencoder.encode` returns them); the head
-normalises them with per-channel statistics of its training data, stored in its config.
-
-A folder holds `reward_head.safetensors` and `reward_head.yaml` (the config, with the decision thresholds that
-maximise F1 on held-out data).
-"""
+"""Training the reward and termination head (`waypoint_gym.engine.reward_head`) on a collection's cached latents,
+optionally as a world's one-step predictions of them (what the head reads in a dreamed step)."""
 
 from __future__ import annotations
 
@@ -22,99 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from safetensors.torch import load_file, save_file
-from torch import nn
 from tqdm import tqdm
 
-from waypoint_gym.engine.loading import load_strict
+from waypoint_gym.engine import WorldEngine
+from waypoint_gym.engine.reward_head import RewardHead, RewardHeadConfig
+from waypoint_gym.envs.world_batch import WorldBatch
 from waypoint_gym.training.data import load_chunks, load_latents
 
 log = logging.getLogger(__name__)
-
-WEIGHTS = "reward_head.safetensors"
-CONFIG = "reward_head.yaml"
-
-
-@dataclass
-class RewardHeadConfig:
-    latent_channels: int
-    latent_size: tuple[int, int]  # (h, w)
-    n_keys: int
-    hidden: int = 64
-    keys: list[str] | None = None  # key names of the keys input, for reference
-    latent_mean: list[float] | None = None  # per-channel normalisation of the latents (None: 0 and 1)
-    latent_std: list[float] | None = None
-    reward_threshold: float = 0.5  # probabilities above these count as reward / termination
-    termination_threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        self.latent_size = tuple(int(s) for s in self.latent_size)
-
-
-class RewardHead(nn.Module):
-    """Logits [N, 2] (reward > 0, terminated) of the step from latent `prev` to `latent` under an action."""
-
-    def __init__(self, config: RewardHeadConfig):
-        super().__init__()
-        self.config = config
-        c, (h, w), d = config.latent_channels, config.latent_size, config.hidden
-        mean = torch.tensor(config.latent_mean or [0.0] * c).view(1, c, 1, 1)
-        std = torch.tensor(config.latent_std or [1.0] * c).view(1, c, 1, 1)
-        self.register_buffer("latent_mean", mean, persistent=False)
-        self.register_buffer("latent_std", std, persistent=False)
-        self.conv1 = nn.Conv2d(3 * c, d, 3, padding=1)
-        self.conv2 = nn.Conv2d(d, d, 3, stride=2, padding=1)
-        self.proj = nn.Linear(d * ((h + 1) // 2) * ((w + 1) // 2), d)  # flattened: where a change is matters
-        self.mlp = nn.Sequential(nn.Linear(d + config.n_keys + 2, d), nn.SiLU(), nn.Linear(d, 2))
-
-    def forward(
-        self, prev: torch.Tensor, latent: torch.Tensor, keys: torch.Tensor, mouse: torch.Tensor
-    ) -> torch.Tensor:
-        prev = (prev.float() - self.latent_mean) / self.latent_std  # [N, C, h, w]
-        latent = (latent.float() - self.latent_mean) / self.latent_std
-        x = torch.cat([prev, latent, latent - prev], dim=1)  # [N, 3C, h, w]
-        x = F.silu(self.conv1(x))  # [N, d, h, w]
-        x = F.silu(self.conv2(x))  # [N, d, h/2, w/2]
-        x = F.silu(self.proj(x.flatten(1)))  # [N, d]
-        x = torch.cat([x, keys.float(), mouse.float()], dim=1)  # [N, d + K + 2]
-        return self.mlp(x)  # [N, 2]
-
-    @torch.no_grad()
-    def predict(self, prev: Any, latent: Any, keys: Any, mouse: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prev [N, C, h, w], latent [N, C, h, w], keys [N, K], mouse [N, 2]) -> (reward [N], terminated [N]).
-
-        The reward (float) is 1.0 where the probability of "orb collected" passes the saved threshold, else 0.0.
-        """
-        device = self.conv1.weight.device
-        args = [torch.as_tensor(a).to(device) for a in (prev, latent, keys, mouse)]
-        probs = torch.sigmoid(self(*args).float())  # [N, 2]
-        reward = (probs[:, 0] > self.config.reward_threshold).float()
-        terminated = probs[:, 1] > self.config.termination_threshold
-        return reward, terminated
-
-    @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> RewardHead:
-        folder = Path(folder)
-        for name in (CONFIG, WEIGHTS):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder} has no {name}")
-        config = RewardHeadConfig(**yaml.safe_load((folder / CONFIG).read_text()))
-        head = cls(config)
-        load_strict(head, load_file(folder / WEIGHTS), str(folder / WEIGHTS))
-        return head.to(device).eval()
-
-    def save_pretrained(self, folder: str | os.PathLike) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = dataclasses.asdict(self.config)
-        config["latent_size"] = list(self.config.latent_size)
-        (folder / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, folder / WEIGHTS)
-
-
-# -----------------------------------------------------------------------------
-# training
 
 
 @dataclass
@@ -173,7 +80,7 @@ def _probabilities(head: RewardHead, data: Transitions, device: torch.device, ba
 
 
 @torch.no_grad()
-def one_step_latents(engine: Any, latents: np.ndarray, data: dict[str, np.ndarray], key_names: list[str],
+def one_step_latents(engine: WorldEngine, latents: np.ndarray, data: dict[str, np.ndarray], key_names: list[str],
                      progress: bool = True) -> np.ndarray:
     """A world's one-step prediction of every recorded frame from the real frames before it [S, L, C, h, w].
 
@@ -181,24 +88,20 @@ def one_step_latents(engine: Any, latents: np.ndarray, data: dict[str, np.ndarra
     collection's keys, mouse, prompt and length. Frame 0 (the seed) stays the real latent. These are the
     latents a reward head reads in a dreamed step, so a head trained on them learns to judge generated frames.
     """
-    from waypoint_gym.envs.spaces import default_mouse_scale, resolve_keys, to_ctrl
-
-    _, keycodes = resolve_keys(key_names, engine.config.n_buttons)
-    scale = default_mouse_scale(engine.config)  # as the env maps its mouse Box
+    world = WorldBatch(engine, keys=key_names)  # the mouse scaled as the env maps its mouse Box
     n_segments, segment_len = latents.shape[:2]
     out = np.array(latents, np.float32)  # frame 0 stays real; the others are overwritten
     bar = tqdm(total=n_segments * (segment_len - 1), desc="one-step latents", unit="frame", disable=not progress)
     for start in range(0, n_segments, engine.batch_size):
-        rows = np.arange(start, min(start + engine.batch_size, n_segments))
-        ids = None if len(rows) == engine.batch_size else list(range(len(rows)))
-        engine.reset(ids)
-        if engine.config.prompt_conditioning:
-            engine.set_prompt([str(p) for p in data["prompt"][rows]], ids)
-        engine.append_latent(torch.from_numpy(out[rows, 0]), env_ids=ids)
+        segments = np.arange(start, min(start + engine.batch_size, n_segments))
+        rows = list(range(len(segments)))
+        conditioned = engine.config.prompt_conditioning
+        world.begin(rows, [str(p) for p in data["prompt"][segments]] if conditioned else [None] * len(rows))
+        world.append(rows, torch.from_numpy(out[segments, 0]))
         for t in range(1, segment_len):
-            ctrls = [to_ctrl(data["keys"][s, t] != 0, data["mouse"][s, t], keycodes, scale) for s in rows]
-            out[rows, t] = engine.gen_latent(ctrls, env_ids=ids, store=False).reshape(len(rows), *out.shape[2:])
-            engine.append_latent(torch.from_numpy(np.asarray(latents[rows, t], np.float32)), ctrls, env_ids=ids)
+            pressed, mouse = data["keys"][segments, t], data["mouse"][segments, t]
+            out[segments, t] = world.dream(rows, pressed, mouse, store=False).reshape(len(rows), *out.shape[2:])
+            world.append(rows, torch.from_numpy(np.asarray(latents[segments, t], np.float32)), pressed, mouse)
             bar.update(len(rows))
     bar.close()
     return out

@@ -41,9 +41,9 @@ from tqdm import tqdm
 from waypoint_gym.engine.config import WaypointConfig
 from waypoint_gym.engine.kv_cache import FrameCausalMask, KVCache, frame_visibility, ring_geometry
 from waypoint_gym.engine.model import WaypointModel
+from waypoint_gym.engine.prompt import CaptionEncoder
 
-from .prompt_encoder import CaptionEncoder
-from .world_model import ClipSampler
+from .data import ClipSampler
 
 log = logging.getLogger(__name__)
 
@@ -151,20 +151,13 @@ def predict_x0(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, c
     return noisy - sigma[..., None, None, None] * v
 
 
-def null_prompt(model: WaypointModel, prompt: torch.Tensor) -> torch.Tensor:
-    """The unconditional prompt as in training's dropout: the null embedding in row 0, zero rows after it."""
-    out = torch.zeros_like(prompt)
-    out[:, 0] = model.prompt_cfg.null_emb[0, 0]
-    return out
-
-
 def guided_x0(teacher: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, guidance: float) -> torch.Tensor:
     """The teacher's x0 with classifier-free guidance over controls and prompt together (one batched pass)."""
     if guidance == 1.0:
         return predict_x0(teacher, frames, noisy, sigma, ctrl, prompt, mask)
     B = frames.shape[0]
     two = lambda t: torch.cat([t, t])  # noqa: E731
-    uncond_prompt = null_prompt(teacher, prompt) if teacher.cfg.prompt_conditioning else prompt
+    uncond_prompt = teacher.null_prompt(prompt) if teacher.cfg.prompt_conditioning else prompt
     drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(frames.device)
     x0 = predict_x0(teacher, two(frames), two(noisy), two(sigma), two(ctrl), torch.cat([prompt, uncond_prompt]),
                     mask, ctrl_null=drop if teacher.cfg.ctrl_conditioning else None)
@@ -378,38 +371,6 @@ def train_self_forcing(
     return ema.eval()
 
 
-def load_teacher(path: str | Path, captions: list[str] | None = None, device="cpu"):
-    """A diffusion-forcing teacher -> (model, caption encoder), in float32.
-
-    `path` is a checkpoint folder (config.yaml, model.safetensors, prompt_encoder/), or a `.pt` of a world-model
-    run (`final.pt` {"model", "encoder"} or `train_state.pt`, whose EMA is used) with the run's `config.json`
-    beside it; the caption encoder of a `.pt` is rebuilt from the training `captions`.
-    """
-    path = Path(path)
-    if path.is_dir():
-        from waypoint_gym.engine.world_engine import load_model
-
-        cfg, model = load_model(path, device)
-        enc_dir = path / (cfg.prompt_encoder_uri or "prompt_encoder")
-        if not (enc_dir / "prompt_encoder.yaml").is_file():
-            raise FileNotFoundError(f"{path} has no caption encoder folder ({enc_dir.name}/prompt_encoder.yaml)")
-        return model.float(), CaptionEncoder.from_pretrained(enc_dir, device=device)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher not found: {path}")
-    config = path.parent / "config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"a teacher .pt needs its run's config.json beside it: {config} is missing")
-    if not captions:
-        raise ValueError("a teacher .pt needs the training captions to rebuild its caption encoder")
-    cfg = WaypointConfig.from_dict(json.loads(config.read_text())["model"])
-    state = torch.load(path, map_location=device, weights_only=False)
-    model = WaypointModel(cfg).to(device)
-    model.load_state_dict(state["ema"] if "ema" in state else state["model"])
-    encoder = CaptionEncoder.for_captions(captions, cfg.prompt_embedding_dim).to(device)
-    encoder.load_state_dict(state["encoder"])
-    return model.eval().requires_grad_(False), encoder.eval().requires_grad_(False)
-
-
 @torch.no_grad()
 def rollout_error(model: WaypointModel, encoder: CaptionEncoder, data: dict, key_names: list[str], clip_frames: int,
                   n_clips: int = 32, seed: int = 1) -> list[float]:
@@ -420,3 +381,17 @@ def rollout_error(model: WaypointModel, encoder: CaptionEncoder, data: dict, key
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(device)
     frames = rollout(model, x0[:, 0], ctrl, emb, noise, grad=False)
     return (frames[:, 1:] - x0[:, 1:]).pow(2).mean(dim=(0, 2, 3, 4)).tolist()
+
+
+def write_report(run_dir: str | Path, teacher: WaypointModel, student: WaypointModel, encoder: CaptionEncoder,
+                 data: dict, key_names: list[str]) -> dict:
+    """`run_dir/report.json`: the open-loop error per frame of teacher and student on recorded clips (rollouts
+    from their first frame, up to 16 frames)."""
+    frames = min(16, int(np.asarray(data["length"]).max()))
+    report = {"open_loop_mse_per_frame": {
+        f"teacher ({len(teacher.cfg.scheduler_sigmas) - 1} steps)": rollout_error(teacher, encoder, data, key_names,
+                                                                                  frames),
+        f"student ({len(student.cfg.scheduler_sigmas) - 1} steps)": rollout_error(student, encoder, data, key_names,
+                                                                                  frames)}}
+    (Path(run_dir) / "report.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from waypoint_gym.engine.config import WaypointConfig
-from waypoint_gym.engine.keycodes import keycode
 from waypoint_gym.engine.kv_cache import FrameCausalMask
 from waypoint_gym.engine.model import WaypointModel
+from waypoint_gym.engine.prompt import CaptionEncoder, words
 
-from .prompt_encoder import CaptionEncoder, words
+from .data import ClipSampler
+from .export import load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -56,51 +57,13 @@ class WorldModelTraining:
     time_limit: float | None = None  # seconds: stop (saving the state) after this long; a rerun resumes
 
 
-def control_vectors(keys: np.ndarray, mouse: np.ndarray, key_names: list[str], n_buttons: int) -> np.ndarray:
-    """Recorded keys [..., K] (0/1) and mouse [..., 2] -> controls [..., 2 + n_buttons + 1]."""
-    out = np.zeros((*keys.shape[:-1], n_buttons + 3), np.float32)
-    out[..., :2] = mouse
-    for k, name in enumerate(key_names):
-        out[..., 2 + keycode(name)] = keys[..., k]
-    return out
-
-
-class ClipSampler:
-    """Random training clips of F frames as tensors on the training device.
-
-    A clip may start anywhere in a segment: its first frame plays the seed frame, as after `WorldEngine.reset`
-    followed by `append_frame`, so every clip is indexed from frame 0.
-    """
-
-    def __init__(self, data: dict, key_names: list[str], cfg: WaypointConfig, clip_frames: int, seed: int, device):
-        self.lengths = lengths = np.asarray(data["length"])
-        self.segments = np.flatnonzero(lengths >= clip_frames)
-        if len(self.segments) == 0:
-            raise ValueError(f"no recorded segment has {clip_frames} frames")
-        self.latents = data["latents"]  # [S, L, C, h, w]
-        self.ctrl = control_vectors(data["keys"], data["mouse"], key_names, cfg.n_buttons)  # [S, L, nb + 3]
-        self.prompts = [str(p) for p in data["prompt"]]
-        self.F, self.device = clip_frames, device
-        self.rng = np.random.default_rng(seed)
-
-    def sample(self, batch: int):
-        idx = np.sort(self.rng.choice(self.segments, size=batch))
-        start = (self.rng.random(batch) * (self.lengths[idx] - self.F + 1)).astype(int)  # [batch]
-        frames = start[:, None] + np.arange(self.F)  # [batch, F]
-        x0 = np.stack([np.asarray(self.latents[i, f[0]: f[-1] + 1]) for i, f in zip(idx, frames)])
-        x0 = torch.as_tensor(x0, dtype=torch.float32, device=self.device)
-        ctrl = torch.as_tensor(self.ctrl[idx[:, None], frames], device=self.device)
-        ctrl[:, 0] = 0  # the seed frame is appended with no keys held, as the env does
-        return x0, ctrl, [self.prompts[i] for i in idx]
-
-
 @torch.no_grad()
 def scale_ctrl_init(model: WaypointModel, scale: float) -> None:
     """Multiply the control half of each `ctrl_mlpfusion.fc1` by `scale` (a fresh model's initialisation).
 
     Larger weights there let the controls switch the fusion's SiLU units on and off from the start, so a
     control can gate what the block does with the frame's content; with the default initialisation the
-    model is slow to learn any use of the controls that is not additive (docs/world.md).
+    model is slow to learn any use of the controls that is not additive (docs/lab/2026-11-29-control-use.md).
     """
     D = model.cfg.d_model
     for blk in model.transformer.blocks:
@@ -133,9 +96,7 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     x = (1 - s) * x0 + s * noise
     emb, _ = encoder(prompts)
     drop_prompt = (torch.rand(B, generator=g) < tc.prompt_dropout).to(device)
-    null_prompt = torch.zeros_like(emb)
-    null_prompt[:, 0] = model.prompt_cfg.null_emb[0, 0]
-    emb = torch.where(drop_prompt[:, None, None], null_prompt, emb)
+    emb = torch.where(drop_prompt[:, None, None], model.null_prompt(emb), emb)
     drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
     t = torch.arange(F_, device=device).expand(B, -1)
     v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl)
@@ -170,8 +131,6 @@ def train_world_model(
     elif tc.ctrl_init_scale != 1.0:
         raise ValueError("ctrl_init_scale shapes a fresh initialisation; it cannot be combined with init")
     else:
-        from .self_forcing import load_teacher
-
         start, encoder = load_teacher(tc.init, captions, device)
         encoder.train().requires_grad_(True)  # load_teacher hands it out frozen; a fine-tune trains it too
         try:

@@ -1,0 +1,164 @@
+"""Controllability: does the dreamed view move the way the real one does under the same action?
+
+From the same start, turn left / right (mouse x = -/+ `turn`) and walk forward / back (W / S) for a few frames,
+in the model and in the game, and compare the direction the view moves in. Turning pans the picture:
+`view_shift` sums the horizontal shift `cv2.phaseCorrelate` (grey frames, Hanning window) finds between
+consecutive frames; positive means the picture moves right (the camera turns left). Walking zooms about the
+centre: `view_zoom` resamples both frames to log-polar coordinates around the image centre (`cv2.warpPolar`,
+WARP_POLAR_LOG), where a zoom is a shift along the log-radius axis, measures that shift with
+`cv2.phaseCorrelate` and sums it over consecutive frames, as a log zoom factor; positive means the picture
+expands (walking forward). Trials where the real agent was stopped by a wall are left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from waypoint_gym.engine import WorldEngine
+from waypoint_gym.worlds.arena import WALK_SPEED
+
+from .harness import EVAL_SEED, Harness, Pair
+
+log = logging.getLogger(__name__)
+
+
+def _grey(frames: np.ndarray) -> np.ndarray:
+    """uint8 [..., H, W, 3] RGB -> float32 [..., H, W] luma."""
+    return (np.asarray(frames, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.float32)
+
+
+def _check_clips(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 5 or frames.shape[-1] != 3 or frames.shape[1] < 2:
+        raise ValueError(f"need clips [N, T >= 2, H, W, 3], got shape {frames.shape}")
+    return frames
+
+
+def view_shift(frames: np.ndarray) -> np.ndarray:
+    """Horizontal motion of the picture in clips [N, T, H, W, 3], pixels summed over consecutive frames -> [N].
+
+    Positive: the picture moves right (the camera turns left). Phase correlation of grey frames under a
+    Hanning window (`cv2.phaseCorrelate`).
+    """
+    grey = _grey(_check_clips(frames))  # [N, T, H, W]
+    n, t, h, w = grey.shape
+    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    shift = np.zeros(n)
+    for i in range(n):
+        for k in range(t - 1):
+            (dx, _), _ = cv2.phaseCorrelate(grey[i, k], grey[i, k + 1], window)
+            shift[i] += dx
+    return shift
+
+
+def view_zoom(frames: np.ndarray) -> np.ndarray:
+    """Zoom of the picture about its centre in clips [N, T, H, W, 3], as a log factor summed over frames -> [N].
+
+    Positive: the picture expands (walking forward). Frames are resampled to log-polar coordinates around the
+    centre (`cv2.warpPolar`), where a zoom by s shifts the picture by ln(s) * W / ln(R) along the radius axis;
+    `cv2.phaseCorrelate` measures that shift.
+    """
+    grey = _grey(_check_clips(frames))  # [N, T, H, W]
+    n, t, h, w = grey.shape
+    centre, radius = (w / 2, h / 2), min(h, w) / 2
+    polar = np.stack([cv2.warpPolar(g, (w, h), centre, radius, cv2.WARP_POLAR_LOG | cv2.INTER_LINEAR)
+                      for g in grey.reshape(-1, h, w)]).reshape(n, t, h, w)  # columns: log radius
+    zoom = np.zeros(n)
+    for i in range(n):
+        for k in range(t - 1):
+            (dx, _), _ = cv2.phaseCorrelate(polar[i, k], polar[i, k + 1])
+            zoom[i] += dx * math.log(radius) / w
+    return zoom
+
+
+def _agreement(real: np.ndarray, dreamed: np.ndarray) -> float | None:
+    return float(np.mean(np.sign(real) == np.sign(dreamed))) if len(real) else None
+
+
+def controllability(
+    engine: WorldEngine,
+    n_trials: int = 32,
+    seed: int = EVAL_SEED,
+    captions: Sequence[str] | None = None,
+    *,
+    n_frames: int = 4,
+    turn: float = 0.5,
+    mouse_scale: float | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """How often the dreamed view moves the way the real one does, from the same start under the same action.
+
+    Each of `n_trials` worlds is played `n_frames` steps four times: turning left and right (mouse x = -/+
+    `turn`) and walking forward and back (W, S). The picture's motion is `view_shift` for turns and `view_zoom`
+    for walking; a trial agrees when its dreamed motion has the sign of the real one. Walks the real agent
+    could not finish (a wall in the way) are left out. Returns {"turn": {...}, "move": {...}, "agreement"
+    (both pooled), "samples"}.
+    """
+    harness = Harness(engine, captions, mouse_scale, progress)
+    keys = harness.keys
+    if not 0 < turn <= 1:
+        raise ValueError(f"turn must lie in (0, 1], got {turn}")
+    actions = {"left": (None, -turn), "right": (None, turn)}
+    actions.update({name: (key, 0.0) for name, key in (("forward", "W"), ("back", "S")) if key in keys})
+    real = {name: [] for name in actions}
+    dreamed = {name: [] for name in actions}
+    moved = {name: [] for name in actions}
+    samples = {"real": [], "dreamed": []}
+    chunks = harness.chunks(n_trials)
+    with harness.bar(len(chunks) * len(actions) * n_frames, "controllability") as bar:
+        for chunk in chunks:
+            n = len(chunk)
+            for name, (key, mouse_x) in actions.items():
+                pair = Pair(harness, chunk, seed, harness.captions, n_frames, None, bar)
+                start = pair.info["position"].copy()
+                pressed = np.zeros((n, len(keys)), np.uint8)
+                if key is not None:
+                    pressed[:, keys.index(key)] = 1
+                mouse = np.zeros((n, 2), np.float32)
+                mouse[:, 0] = mouse_x
+                real_clip, dream_clip = [pair.frames], [pair.decode(pair.start())]
+                for _ in range(n_frames):
+                    real_clip.append(pair.play(pressed, mouse)[0])
+                    dream_clip.append(pair.decode(pair.dream(pressed, mouse)))
+                real_clip, dream_clip = np.stack(real_clip, 1), np.stack(dream_clip, 1)  # [n, T, H, W, 3]
+                measure = view_shift if key is None else view_zoom
+                real[name].append(measure(real_clip))
+                dreamed[name].append(measure(dream_clip))
+                moved[name].append(np.linalg.norm(pair.info["position"] - start, axis=1))
+                if chunk.start == 0:
+                    samples["real"].append(real_clip[0])
+                    samples["dreamed"].append(dream_clip[0])
+    real = {name: np.concatenate(v) for name, v in real.items()}
+    dreamed = {name: np.concatenate(v) for name, v in dreamed.items()}
+
+    def summary(names: Sequence[str], expected: Sequence[float], unit: str, valid: dict[str, np.ndarray]):
+        real_all = np.concatenate([real[k][valid[k]] for k in names])
+        dreamed_all = np.concatenate([dreamed[k][valid[k]] for k in names])
+        as_expected = np.concatenate([np.sign(real[k][valid[k]]) == e for k, e in zip(names, expected)])
+        return {
+            "agreement": _agreement(real_all, dreamed_all), "n_trials": len(real_all),
+            "real_as_expected": float(as_expected.mean()) if len(as_expected) else None,
+            unit: {k: {"real": float(real[k][valid[k]].mean()) if valid[k].any() else None,
+                       "dreamed": float(dreamed[k][valid[k]].mean()) if valid[k].any() else None} for k in names},
+        }, real_all, dreamed_all
+
+    everyone = {name: np.ones(n_trials, bool) for name in actions}
+    turn_result, real_pooled, dreamed_pooled = summary(("left", "right"), (1, -1), "shift_px", everyone)
+    result: dict[str, Any] = {"turn": turn_result, "move": None, "n_frames": n_frames, "turn_mouse": turn}
+    if "forward" in actions and "back" in actions:
+        walked = {name: np.concatenate(moved[name]) >= 0.9 * n_frames * WALK_SPEED for name in ("forward", "back")}
+        move_result, real_move, dreamed_move = summary(("forward", "back"), (1, -1), "log_zoom", walked)
+        result["move"] = move_result
+        real_pooled = np.concatenate([real_pooled, real_move])
+        dreamed_pooled = np.concatenate([dreamed_pooled, dreamed_move])
+    result["agreement"] = _agreement(real_pooled, dreamed_pooled)
+    result["samples"] = {k: np.stack(v) for k, v in samples.items()}  # one row pair per action
+    log.info("controllability: turn %.3f, move %s", turn_result["agreement"],
+             result["move"] and result["move"]["agreement"])
+    return result
