@@ -1,6 +1,6 @@
 """How sharply can a world's self-attention pick one key? Per layer and head, on teacher-forced clips.
 
-    python benchmarks/attention.py --data runs/data/arena12 --latents runs/latents.npy \
+    python studies/attention.py --data runs/data/arena12 --latents runs/latents.npy \
         waypoint_gym/assets/default_world runs/world_dh80
 
 The format normalises q and k per head (rms) before the dot product, so an attention logit is at most
@@ -8,7 +8,7 @@ sqrt(head_dim): 5.66 at the bundled world's 32, which caps how much weight one k
 ~128 a frame sees. For the last frame of `--clips` recorded clips of `--frames` frames, predicted from the
 clean frames before it at each `--sigmas` noise level, this reports per layer and head the mean over its
 queries of the largest weight and the largest logit, and the share of queries whose largest logit is above
-0.8 of the cap. Writes benchmarks/results/attention.json.
+0.8 of the cap. Writes studies/results/attention.json.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from waypoint_gym.cli import world_model_data
 from waypoint_gym.engine.kv_cache import FrameCausalMask
-from waypoint_gym.training.self_forcing import load_teacher
-from waypoint_gym.training.world_model import ClipSampler
+from waypoint_gym.training.data import ClipSampler, world_model_data
+from waypoint_gym.training.export import load_teacher
 
 
 class RecordingMask(FrameCausalMask):
@@ -82,7 +81,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=32)
     ap.add_argument("--sigmas", type=float, nargs="+", default=[1.0, 0.5])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="benchmarks/results/attention.json")
+    ap.add_argument("--out", default="studies/results/attention.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data, keys, captions = world_model_data(args.data, args.latents)

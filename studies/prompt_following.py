@@ -1,13 +1,13 @@
 """Prompt following of one or more worlds on many captions, with more trials than evaluate-world runs.
 
-    python benchmarks/prompt_following.py waypoint_gym/assets/default_world runs/world_ft5
-    python benchmarks/prompt_following.py --captions evaluation waypoint_gym/assets/default_world
+    python studies/prompt_following.py waypoint_gym/assets/default_world runs/world_ft5
+    python studies/prompt_following.py --captions evaluation waypoint_gym/assets/default_world
 
 `evaluate-world`'s prompt following has 64 trials on its 8 captions (a 95% interval of about +-11 points).
 This runs `prompt_following` on `--sets` sets of 8 validation captions (drawn from the grammar without the
 evaluation's, worlds from seed 3,000,000), `--trials` trials a caption, every world on the same captions,
 worlds, actions and engine seed, so that worlds compare pair by pair. Each trial is judged by the target's
-test and, as a diagnostic, by the colour means alone. Writes benchmarks/results/prompt_following_<captions>.json.
+test and, as a diagnostic, by the colour means alone. Writes studies/results/prompt_following_<captions>.json.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from waypoint_gym.engine import WorldEngine
-from waypoint_gym.training.evaluate import DEFAULT_CAPTIONS, EVAL_SEED, prompt_following, validation_captions
+from waypoint_gym.evaluation import DEFAULT_CAPTIONS, EVAL_SEED, prompt_following, validation_captions
 
 VALIDATION_SEED = 3_000_000
 
@@ -39,9 +39,9 @@ def main() -> None:
     ap.add_argument("--sets", type=int, default=6, help="validation caption sets of 8")
     ap.add_argument("--trials", type=int, default=16, help="trials per caption")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=None, help="default: benchmarks/results/prompt_following_<captions>.json")
+    ap.add_argument("--out", default=None, help="default: studies/results/prompt_following_<captions>.json")
     args = ap.parse_args()
-    out = Path(args.out or f"benchmarks/results/prompt_following_{args.captions}.json")
+    out = Path(args.out or f"studies/results/prompt_following_{args.captions}.json")
     torch.set_num_threads(args.threads)
     sets = caption_sets(args.captions, args.sets)
     results = {}

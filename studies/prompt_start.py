@@ -1,15 +1,15 @@
 """Does an env episode under a prompt show that prompt's world? Two starts compared on the same seeds.
 
-    python benchmarks/prompt_start.py                      # validation captions (3 sets of 8)
-    python benchmarks/prompt_start.py --captions evaluation  # the 8 captions of evaluate-world
+    python studies/prompt_start.py                      # validation captions (3 sets of 8)
+    python studies/prompt_start.py --captions evaluation  # the 8 captions of evaluate-world
 
 "start frame": the checkpoint's start_frames.npy given as seed frames (what every episode without seed frames
 did before 2026-11-29); "from prompt": no seed frames, so episodes under a prompt other than the default one
 open from a frame generated from the prompt alone. Each caption runs `--episodes` episodes of 32 steps of
 `action_space.sample()` actions in a WaypointVectorEnv; the theme classifier of `evaluate-world`, fitted on
 real worlds of the same captions, labels frames 1-8 and 25-32. Validation captions are drawn from the grammar
-without the evaluation's, as in docs/world.md's prompt guidance sweep. Writes
-benchmarks/results/prompt_start_{validation,evaluation}.json.
+without the evaluation's, as in the prompt guidance sweep of docs/lab/2026-11-29-prompt-guidance.md. Writes
+studies/results/prompt_start_{validation,evaluation}.json.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from waypoint_gym.envs import WaypointVectorEnv
-from waypoint_gym.envs.world_env import START_FRAMES_FILE
-from waypoint_gym.training.evaluate import (
+from waypoint_gym.envs.world_batch import START_FRAMES_FILE
+from waypoint_gym.evaluation import (
     DEFAULT_CAPTIONS,
     EVAL_SEED,
     ThemeClassifier,
@@ -48,9 +48,9 @@ def main() -> None:
     ap.add_argument("--captions", choices=["validation", "evaluation"], default="validation")
     ap.add_argument("--episodes", type=int, default=2, help="episodes per caption and start")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=None, help="default: benchmarks/results/prompt_start_<captions>.json")
+    ap.add_argument("--out", default=None, help="default: studies/results/prompt_start_<captions>.json")
     args = ap.parse_args()
-    args.out = args.out or f"benchmarks/results/prompt_start_{args.captions}.json"
+    args.out = args.out or f"studies/results/prompt_start_{args.captions}.json"
     torch.set_num_threads(args.threads)
     sets = caption_sets(args.captions)
     venv = WaypointVectorEnv(num_envs=len(sets[0][0]), model=args.model)
