@@ -26,6 +26,10 @@ from waypoint_gym.evaluation import (
     view_shift,
     view_zoom,
 )
+from waypoint_gym.evaluation.control import turn_following
+from waypoint_gym.evaluation.fidelity import detail, pixel_std, ssim
+from waypoint_gym.evaluation.inverse_dynamics import action_classes, balanced_accuracy, fit_inverse_dynamics
+from waypoint_gym.evaluation.rewards import within
 from waypoint_gym.worlds.arena import WALK_SPEED, ArenaBatch
 
 TINY = dict(
@@ -33,7 +37,7 @@ TINY = dict(
     tokens_per_frame=16, n_frames=64, local_window=4, global_window=8, global_pinned_dilation=2,
     global_attn_period=2, n_buttons=256, prompt_conditioning=None,
 )
-METRICS = {"one_step", "open_loop", "controllability", "long_rollout"}
+METRICS = {"one_step", "copy", "control_one_step", "open_loop", "controllability", "action_following", "long_rollout"}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -141,7 +145,7 @@ def check_report(report: dict, out_dir, metrics: set[str]) -> None:
     assert "| Metric | Value | Target | Met |" in (out_dir / "world_eval.md").read_text()
     for name in report["strips"].values():
         assert cv2.imread(str(out_dir / name)) is not None
-    assert set(report["strips"]) == metrics - {"reward_events"}
+    assert set(report["strips"]) == metrics - {"reward_events", "open_loop_rewards", "action_following"}
     m = report["metrics"]
     numbers = [m["one_step"]["psnr"], m["one_step"]["autoencoder_psnr"], *m["one_step"]["per_step"],
                m["open_loop"]["psnr"], m["open_loop"]["psnr_at_horizon"], *m["open_loop"]["per_step"],
@@ -151,6 +155,12 @@ def check_report(report: dict, out_dir, metrics: set[str]) -> None:
     assert all(isinstance(x, float) and math.isfinite(x) for x in numbers)
     assert len(m["open_loop"]["per_step"]) == m["open_loop"]["horizon"]
     assert set(report["passed"]) >= {"one_step_psnr", "open_loop_psnr", "controllability_turn", "prompt_following"}
+    gates = report["gates"]
+    assert len(gates) == 10 and "| Gate | Value | Wanted | Met |" in (out_dir / "world_eval.md").read_text()
+    for name in ("1. copy: PSNR", "1. copy: detail ratio", "3. open loop: detail ratio at step 16"):
+        assert isinstance(gates[name]["value"], float) and gates[name]["met"] in (True, False)
+    assert 0 < m["copy"]["detail_ratio"] and 0 < m["one_step"]["ssim"] <= 1 and m["copy"]["last_frame_psnr"] > 40
+    assert set(m["action_following"]["real"]) == {"turn", "walk", "strafe"}
 
 
 def test_evaluate_world_quick_without_prompt_or_reward_head(plain_checkpoint, tmp_path):
@@ -163,7 +173,7 @@ def test_evaluate_world_quick_without_prompt_or_reward_head(plain_checkpoint, tm
 
 def test_evaluate_world_quick_with_prompt_and_reward_head(full_checkpoint, tmp_path):
     report = evaluate_world(full_checkpoint, tmp_path, n_worlds=2, quick=True, prompt_guidance=2.0, progress=False)
-    check_report(report, tmp_path, METRICS | {"prompt_following", "reward_events"})
+    check_report(report, tmp_path, METRICS | {"prompt_following", "reward_events", "open_loop_rewards"})
     assert report["prompt_guidance"] == 2.0 and "prompt guidance 2.0" in (tmp_path / "world_eval.md").read_text()
     prompt = report["metrics"]["prompt_following"]
     assert 0.0 <= prompt["accuracy"] <= 1.0 and prompt["classifier_accuracy_real"] >= 0.75
@@ -187,3 +197,67 @@ def test_save_strips_puts_real_over_dreamed(tmp_path):
     image = cv2.imread(str(save_strips(tmp_path / "strip.png", real, dreamed, scale=1)))
     assert image.shape == (2 * (8 + 2 + 8) + 6, 3 * 8 + 2 * 2, 3)
     assert image[0, 0].tolist() == [0, 0, 0] and image[10, 0].tolist() == [200, 200, 200]
+
+
+def test_detail_measures_edges_and_a_blur_loses_them():
+    step = np.zeros((1, 64, 64, 3), np.uint8)
+    step[:, :, 32:] = 80  # one vertical edge of 80 grey levels: its gradient sums to 80 along each row
+    assert detail(step)[0] == pytest.approx(80 / 64, rel=1e-3)
+    assert detail(np.zeros((2, 8, 8, 3), np.uint8)).tolist() == [0.0, 0.0]
+    game = ArenaBatch(4, size=64)
+    frames, _ = game.reset(seed=EVAL_SEED, prompt=list(DEFAULT_CAPTIONS[:4]))
+    fog = np.stack([cv2.GaussianBlur(f, (0, 0), 4) for f in frames])
+    assert (detail(fog) < 0.6 * detail(frames)).all() and (pixel_std(fog) < pixel_std(frames)).all()
+    assert ssim(frames, frames) == pytest.approx([1.0] * 4) and (ssim(fog, frames) < 0.9).all()
+
+
+def test_turn_following_reads_direction_and_size():
+    n, steps = 6, 5
+    game = ArenaBatch(n, size=64, max_episode_steps=100)
+    frames, _ = game.reset(seed=EVAL_SEED)
+    rng = np.random.default_rng(0)
+    clip = [frames.copy()]
+    for _ in range(steps):
+        mouse = np.stack([rng.choice([-1.0, 1.0], n), np.zeros(n)], 1)
+        clip.append(game.step(np.zeros((n, 6), np.uint8), mouse)[0].copy())
+    real = np.stack(clip, 1)
+    same = turn_following(real, real)
+    assert same["agreement"] == 1.0 and same["shift_ratio"] == pytest.approx(1.0) and same["turning_steps"] >= 25
+    still = turn_following(real, np.repeat(real[:, :1], steps + 1, axis=1))
+    assert abs(still["shift_ratio"]) < 0.05
+    mirrored = turn_following(real, real[:, :, :, ::-1])  # a mirror turns the other way
+    assert mirrored["agreement"] < 0.1 and mirrored["shift_ratio"] < -0.8
+
+
+def test_within_matches_events_a_step_apart():
+    real = np.array([[0, 1, 0, 0, 0, 1]], bool)
+    head = np.array([[0, 0, 1, 0, 0, 0]], bool)
+    assert within(real, head, 1).tolist() == [[False, True, False, False, False, False]]
+    assert within(head, real, 0).sum() == 0 and within(head, real, 1).sum() == 1
+
+
+def test_inverse_dynamics_reads_real_actions():
+    """Fitted on real frame pairs, it tells a turn's and a walk's direction on other real worlds."""
+    keys = list(DEFAULT_KEYS)
+    assert action_classes(np.array([[1, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 0]]), np.array([[-0.5, 0], [0.1, 0]]),
+                          keys).tolist() == [[0, 0, 2], [1, 2, 1]]
+
+    def pairs(seed: int, n: int = 32, steps: int = 12):
+        game = ArenaBatch(n, size=64, max_episode_steps=steps + 1)
+        frames, _ = game.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        out, classes = [], []
+        for _ in range(steps):
+            pressed = np.zeros((n, 6), np.uint8)
+            pressed[np.arange(n), rng.choice([0, 2], n)] = rng.random(n) < 0.7  # W or S, or neither
+            mouse = np.stack([rng.choice([-1.0, 0.0, 1.0], n), np.zeros(n)], 1)
+            new = game.step(pressed, mouse)[0].copy()
+            out.append(np.stack([frames, new], 1))
+            classes.append(action_classes(pressed, mouse, keys))
+            frames = new
+        return np.concatenate(out), np.concatenate(classes)
+
+    model = fit_inverse_dynamics(*pairs(EVAL_SEED, n=64, steps=16), steps=800)
+    test_pairs, test_classes = pairs(EVAL_SEED + 1000)
+    accuracy = balanced_accuracy(model.predict(test_pairs), test_classes)
+    assert accuracy["turn"] >= 0.9 and accuracy["walk"] >= 0.7, accuracy  # chance: 1/3

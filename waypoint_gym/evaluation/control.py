@@ -23,7 +23,7 @@ import numpy as np
 from waypoint_gym.engine import WorldEngine
 from waypoint_gym.worlds.arena import WALK_SPEED
 
-from .harness import EVAL_SEED, Harness, Pair
+from .harness import EVAL_SEED, Harness, Pair, exploration
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,31 @@ def view_zoom(frames: np.ndarray) -> np.ndarray:
     return zoom
 
 
+def step_shifts(clips: np.ndarray) -> np.ndarray:
+    """The picture's horizontal shift between consecutive frames of clips [N, T, H, W, 3] -> [N, T - 1] px."""
+    clips = _check_clips(clips)
+    n, t = clips.shape[:2]
+    pairs = np.stack([clips[:, :-1], clips[:, 1:]], 2).reshape(n * (t - 1), 2, *clips.shape[2:])
+    return view_shift(pairs).reshape(n, t - 1)
+
+
+def turn_following(real: np.ndarray, dreamed: np.ndarray, min_shift: float = 1.0) -> dict[str, Any]:
+    """Do dreamed clips turn when and where the real ones do? Clips [N, T, H, W, 3] under the same actions.
+
+    Over the steps where the real view shifts by at least `min_shift` px: how often the dreamed shift has its
+    sign ("agreement"), and the dreamed turn's size against the real one ("shift_ratio": the dreamed shift
+    along the real one's direction over the real shift's size, both summed over those steps).
+    """
+    real_shift, dreamed_shift = step_shifts(real), step_shifts(dreamed)
+    turned = np.abs(real_shift) >= min_shift
+    along = dreamed_shift[turned] * np.sign(real_shift[turned])
+    return {
+        "agreement": _agreement(real_shift[turned], dreamed_shift[turned]),
+        "shift_ratio": float(along.sum() / np.abs(real_shift[turned]).sum()) if turned.any() else None,
+        "turning_steps": int(turned.sum()), "steps": int(turned.size), "min_shift_px": min_shift,
+    }
+
+
 def _agreement(real: np.ndarray, dreamed: np.ndarray) -> float | None:
     return float(np.mean(np.sign(real) == np.sign(dreamed))) if len(real) else None
 
@@ -89,21 +114,27 @@ def controllability(
     *,
     n_frames: int = 4,
     turn: float = 0.5,
+    n_context: int = 1,
     mouse_scale: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """How often the dreamed view moves the way the real one does, from the same start under the same action.
 
     Each of `n_trials` worlds is played `n_frames` steps four times: turning left and right (mouse x = -/+
-    `turn`) and walking forward and back (W, S). The picture's motion is `view_shift` for turns and `view_zoom`
-    for walking; a trial agrees when its dreamed motion has the sign of the real one. Walks the real agent
-    could not finish (a wall in the way) are left out. Returns {"turn": {...}, "move": {...}, "agreement"
-    (both pooled), "samples"}.
+    `turn`) and walking forward and back (W, S), after `n_context` real frames (the reset frame, then steps
+    of `ExplorationPolicy`, the same for all four actions, in the model's history as real frames). The
+    picture's motion is `view_shift` for turns and `view_zoom` for walking; a trial agrees when its dreamed
+    motion has the sign of the real one. Walks the real agent could not finish (a wall in the way) are left
+    out. Returns {"turn": {... "shift_ratio": the dreamed shift along the real one's direction over the real
+    shift's size}, "move": {...}, "agreement" (both pooled), "samples"}.
     """
     harness = Harness(engine, captions, mouse_scale, progress)
     keys = harness.keys
     if not 0 < turn <= 1:
         raise ValueError(f"turn must lie in (0, 1], got {turn}")
+    if n_context < 1:
+        raise ValueError(f"need n_context >= 1, got {n_context}")
+    context = exploration(0.4, keys)
     actions = {"left": (None, -turn), "right": (None, turn)}
     actions.update({name: (key, 0.0) for name, key in (("forward", "W"), ("back", "S")) if key in keys})
     real = {name: [] for name in actions}
@@ -111,18 +142,22 @@ def controllability(
     moved = {name: [] for name in actions}
     samples = {"real": [], "dreamed": []}
     chunks = harness.chunks(n_trials)
-    with harness.bar(len(chunks) * len(actions) * n_frames, "controllability") as bar:
+    with harness.bar(len(chunks) * len(actions) * (n_context - 1 + n_frames), "controllability") as bar:
         for chunk in chunks:
             n = len(chunk)
             for name, (key, mouse_x) in actions.items():
-                pair = Pair(harness, chunk, seed, harness.captions, n_frames, None, bar)
+                pair = Pair(harness, chunk, seed, harness.captions, n_context - 1 + n_frames, context, bar)
+                latent = pair.start()
+                for _ in range(n_context - 1):
+                    action = pair.act()
+                    latent = pair.observe(pair.play(*action)[0], *action)
                 start = pair.info["position"].copy()
                 pressed = np.zeros((n, len(keys)), np.uint8)
                 if key is not None:
                     pressed[:, keys.index(key)] = 1
                 mouse = np.zeros((n, 2), np.float32)
                 mouse[:, 0] = mouse_x
-                real_clip, dream_clip = [pair.frames], [pair.decode(pair.start())]
+                real_clip, dream_clip = [pair.frames], [pair.decode(latent)]
                 for _ in range(n_frames):
                     real_clip.append(pair.play(pressed, mouse)[0])
                     dream_clip.append(pair.decode(pair.dream(pressed, mouse)))
@@ -141,8 +176,10 @@ def controllability(
         real_all = np.concatenate([real[k][valid[k]] for k in names])
         dreamed_all = np.concatenate([dreamed[k][valid[k]] for k in names])
         as_expected = np.concatenate([np.sign(real[k][valid[k]]) == e for k, e in zip(names, expected)])
+        along = dreamed_all * np.sign(real_all)
         return {
             "agreement": _agreement(real_all, dreamed_all), "n_trials": len(real_all),
+            "size_ratio": float(along.sum() / np.abs(real_all).sum()) if np.abs(real_all).sum() > 0 else None,
             "real_as_expected": float(as_expected.mean()) if len(as_expected) else None,
             unit: {k: {"real": float(real[k][valid[k]].mean()) if valid[k].any() else None,
                        "dreamed": float(dreamed[k][valid[k]].mean()) if valid[k].any() else None} for k in names},
@@ -150,7 +187,8 @@ def controllability(
 
     everyone = {name: np.ones(n_trials, bool) for name in actions}
     turn_result, real_pooled, dreamed_pooled = summary(("left", "right"), (1, -1), "shift_px", everyone)
-    result: dict[str, Any] = {"turn": turn_result, "move": None, "n_frames": n_frames, "turn_mouse": turn}
+    result: dict[str, Any] = {"turn": turn_result, "move": None, "n_frames": n_frames, "turn_mouse": turn,
+                              "n_context": n_context}
     if "forward" in actions and "back" in actions:
         walked = {name: np.concatenate(moved[name]) >= 0.9 * n_frames * WALK_SPEED for name in ("forward", "back")}
         move_result, real_move, dreamed_move = summary(("forward", "back"), (1, -1), "log_zoom", walked)

@@ -1,8 +1,15 @@
-"""How close dreamed frames are to the real ones: one-step (teacher-forced) and open-loop PSNR.
+"""How close dreamed frames are to the real ones, and whether they keep the real frames' detail.
 
-* One-step PSNR (teacher forced): the model's history holds the real frames; each generated frame is compared
-  with the real frame it should be. The autoencoder's reconstruction PSNR of the same frames is the ceiling.
-* Open-loop PSNR: from the seed frames the model runs on its own outputs for `horizon` steps; PSNR per step.
+* One-step (teacher forced): the model's history holds the real frames; each generated frame is compared
+  with the real frame it should be. The autoencoder's reconstruction of the same frames is the ceiling.
+* Copy: after real context frames, one step with no keys held and the mouse still, where the real view barely
+  changes: a world that holds its scene reproduces the last frame.
+* Open loop: from the seed frames the model runs on its own outputs for `horizon` steps; figures per step.
+
+PSNR rewards a blur of the right colours, so every row also reports SSIM (`skimage.metrics`) and the detail
+ratio: the mean image-gradient magnitude (Sobel, grey frames) of dreamed frames over that of the real frames
+at the same step. A fog scores near 0.3, a faithful world near 1. Pixel std (over pixels and channels) tells
+a washed-out frame from one of full contrast.
 """
 
 from __future__ import annotations
@@ -11,10 +18,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
 import numpy as np
+from skimage.metrics import structural_similarity
 
 from waypoint_gym.engine import WorldEngine
 
+from .control import turn_following
 from .harness import EVAL_SEED, Harness, PolicyFactory, exploration, strip_samples
 
 log = logging.getLogger(__name__)
@@ -31,6 +41,93 @@ def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     mse = np.mean(diff * diff, axis=(-3, -2, -1))
     floor = 255.0**2 * 10 ** (-MAX_PSNR / 10)
     return 10 * np.log10(255.0**2 / np.maximum(mse, floor))
+
+
+def detail(frames: np.ndarray) -> np.ndarray:
+    """Mean image-gradient magnitude of uint8 frames [..., H, W, 3] (Sobel on grey, grey levels a pixel) -> [...]."""
+    frames = np.asarray(frames)
+    flat = frames.reshape(-1, *frames.shape[-3:])
+    out = np.empty(len(flat))
+    for i, frame in enumerate(flat):
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+        out[i] = np.sqrt(gx * gx + gy * gy).mean() / 8  # the 3x3 Sobel kernel weighs a unit step by 8
+    return out.reshape(frames.shape[:-3])
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM of uint8 images [..., H, W, 3] (over the colour channels, 7x7 windows), one value per image."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim < 3:
+        raise ValueError(f"need two image arrays [..., H, W, C] of one shape, got {a.shape} and {b.shape}")
+    pairs = zip(a.reshape(-1, *a.shape[-3:]), b.reshape(-1, *b.shape[-3:]))
+    values = [structural_similarity(x, y, channel_axis=-1, data_range=255) for x, y in pairs]
+    return np.array(values).reshape(a.shape[:-3])
+
+
+def pixel_std(frames: np.ndarray) -> np.ndarray:
+    """Std over pixels and channels of uint8 frames [..., H, W, 3] -> [...]."""
+    return np.asarray(frames, np.float32).std(axis=(-3, -2, -1))
+
+
+def frame_figures(dreamed: np.ndarray, real: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame figures of dreamed frames against real ones [N, T, H, W, 3] -> {name: [N, T]}."""
+    return {"psnr": psnr(dreamed, real), "ssim": ssim(dreamed, real), "detail": detail(dreamed),
+            "real_detail": detail(real), "pixel_std": pixel_std(dreamed), "real_pixel_std": pixel_std(real)}
+
+
+def summary(figures: dict[str, np.ndarray]) -> dict[str, float]:
+    """Means of `frame_figures` over all frames, with the detail ratio and the pixel std ratio."""
+    mean = {k: float(np.mean(v)) for k, v in figures.items()}
+    return {"psnr": mean["psnr"], "ssim": mean["ssim"], "detail_ratio": mean["detail"] / max(mean["real_detail"], 1e-9),
+            "detail": mean["detail"], "real_detail": mean["real_detail"], "pixel_std": mean["pixel_std"],
+            "real_pixel_std": mean["real_pixel_std"],
+            "pixel_std_ratio": mean["pixel_std"] / max(mean["real_pixel_std"], 1e-9)}
+
+
+def copy_step(
+    engine: WorldEngine,
+    n_trials: int = 64,
+    seed: int = EVAL_SEED,
+    captions: Sequence[str] | None = None,
+    *,
+    n_context: int = 6,
+    mouse_scale: float | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Gate 1: after `n_context` real frames of exploration, one step with no keys held and the mouse still.
+
+    The real next frame then differs from the last one only by the orbs' bobbing. Returns {"psnr", "ssim",
+    "detail_ratio", "pixel_std_ratio", ... (see `summary`), "last_frame_psnr" (the real next frame against the
+    last real one: what copying it would score), "autoencoder_psnr" and "autoencoder_detail_ratio" (the real
+    next frame through the autoencoder: the ceilings), "n_trials", "samples"}.
+    """
+    if n_context < 1:
+        raise ValueError(f"need n_context >= 1, got {n_context}")
+    harness = Harness(engine, captions, mouse_scale, progress)
+    policy = exploration(0.4, harness.keys)
+    dreamed, real, last, recon, samples = [], [], [], [], None
+    for pair in harness.pairs(n_trials, n_context, seed, policy, "copy step"):
+        pair.start()
+        for _ in range(n_context - 1):
+            action = pair.act()
+            pair.observe(pair.play(*action)[0], *action)
+        before = pair.frames
+        still = np.zeros((pair.n, len(harness.keys)), np.uint8), np.zeros((pair.n, 2), np.float32)
+        guess = pair.decode(pair.dream(*still, store=False))
+        frames, _ = pair.play(*still)
+        dreamed.append(guess)
+        real.append(frames)
+        last.append(before)
+        recon.append(pair.decode(pair.world.encode(frames)))
+        samples = samples or {"real": np.stack([before, frames], 1)[:4], "dreamed": np.stack([before, guess], 1)[:4]}
+    dreamed, real, last, recon = (np.concatenate(v)[:, None] for v in (dreamed, real, last, recon))
+    result = summary(frame_figures(dreamed, real))
+    result.update(last_frame_psnr=float(psnr(last, real).mean()), autoencoder_psnr=float(psnr(recon, real).mean()),
+                  autoencoder_detail_ratio=float(detail(recon).mean() / max(detail(real).mean(), 1e-9)),
+                  n_trials=n_trials, n_context=n_context, samples=samples)
+    log.info("copy step: PSNR %.2f dB, detail ratio %.2f", result["psnr"], result["detail_ratio"])
+    return result
 
 
 def one_step_psnr(
@@ -51,7 +148,7 @@ def one_step_psnr(
     """
     harness = Harness(engine, captions, mouse_scale, progress)
     n_worlds = n_worlds or engine.batch_size
-    scores, ceiling, samples = [], [], None
+    scores, ceiling, samples, clips = [], [], None, []
     for pair in harness.pairs(n_worlds, n_steps, seed, policy or exploration(0.4, harness.keys), "one-step PSNR"):
         latent = pair.start()
         real, dreamed, step_scores, step_ceiling = [pair.frames], [pair.decode(latent)], [], []
@@ -67,10 +164,13 @@ def one_step_psnr(
         scores.append(np.stack(step_scores, 1))  # [n, n_steps]
         ceiling.append(np.stack(step_ceiling, 1))
         samples = samples or strip_samples(real, dreamed)
+        clips.append((np.stack(dreamed[1:], 1), np.stack(real[1:], 1)))
     scores, ceiling = np.concatenate(scores), np.concatenate(ceiling)
+    figures = summary(frame_figures(np.concatenate([d for d, _ in clips]), np.concatenate([r for _, r in clips])))
     log.info("one-step PSNR %.2f dB (autoencoder ceiling %.2f dB)", scores.mean(), ceiling.mean())
     return {
         "psnr": float(scores.mean()), "psnr_std": float(scores.std()), "per_step": scores.mean(0).tolist(),
+        **{k: v for k, v in figures.items() if k != "psnr"},
         "autoencoder_psnr": float(ceiling.mean()), "n_worlds": n_worlds, "n_steps": n_steps, "samples": samples,
     }
 
@@ -96,7 +196,7 @@ def open_loop_psnr(
         raise ValueError(f"need horizon >= 1 and n_seed_frames >= 1, got {horizon} and {n_seed_frames}")
     harness = Harness(engine, captions, mouse_scale, progress)
     n_worlds = n_worlds or engine.batch_size
-    scores, samples = [], None
+    scores, samples, clips = [], None, []
     steps = n_seed_frames - 1 + horizon
     for pair in harness.pairs(n_worlds, steps, seed, policy or exploration(0.4, harness.keys), "open-loop PSNR"):
         latent = pair.start()
@@ -113,9 +213,18 @@ def open_loop_psnr(
             dreamed.append(guess)
         scores.append(np.stack(step_scores, 1))  # [n, horizon]
         samples = samples or strip_samples(real, dreamed)
+        clips.append((np.stack(dreamed, 1), np.stack(real, 1)))  # [n, horizon + 1, H, W, 3], from the seed frame
     per_step = np.concatenate(scores).mean(0)
+    dreamed_clips, real_clips = np.concatenate([d for d, _ in clips]), np.concatenate([r for _, r in clips])
+    figures = frame_figures(dreamed_clips[:, 1:], real_clips[:, 1:])  # {name: [N, horizon]}
+    at_horizon = summary({k: v[:, -1] for k, v in figures.items()})
     log.info("open-loop PSNR %.2f dB over %d steps, %.2f dB at the horizon", per_step.mean(), horizon, per_step[-1])
     return {
         "psnr": float(per_step.mean()), "psnr_at_horizon": float(per_step[-1]), "per_step": per_step.tolist(),
+        "ssim": float(figures["ssim"].mean()), "ssim_at_horizon": at_horizon["ssim"],
+        "detail_ratio_at_horizon": at_horizon["detail_ratio"],
+        "pixel_std_ratio_at_horizon": at_horizon["pixel_std_ratio"],
+        "per_step_figures": [summary({k: v[:, t] for k, v in figures.items()}) for t in range(horizon)],
+        "turns": turn_following(real_clips, dreamed_clips),
         "n_worlds": n_worlds, "horizon": horizon, "n_seed_frames": n_seed_frames, "samples": samples,
     }

@@ -23,10 +23,11 @@ from waypoint_gym.envs.world_batch import WorldBatch
 
 from .control import controllability
 from .drift import long_rollout_drift
-from .fidelity import one_step_psnr, open_loop_psnr
+from .fidelity import copy_step, one_step_psnr, open_loop_psnr
 from .harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, Harness
+from .inverse_dynamics import action_following
 from .prompts import prompt_following
-from .rewards import reward_events
+from .rewards import open_loop_reward_events, reward_events
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,21 @@ log = logging.getLogger(__name__)
 TARGETS = {
     "one_step_psnr": 26.0, "open_loop_psnr": 18.0, "controllability": 0.95, "prompt_following": 0.90,
     "reward_precision": 0.8, "reward_recall": 0.8,
+}
+
+# The gates of issue 19, in order: a world an agent can learn in. Each is (metric path, lowest, highest) on
+# held-out seeds; a bound of None is open.
+GATES = {
+    "1. copy: PSNR": (("copy", "psnr"), 26.0, None),
+    "1. copy: detail ratio": (("copy", "detail_ratio"), 0.85, None),
+    "2. one step: turn agreement (mouse x = +-1)": (("control_one_step", "turn", "agreement"), 0.95, None),
+    "2. one step: dreamed turn / real turn": (("control_one_step", "turn", "size_ratio"), 0.7, 1.3),
+    "2. one step: forward / back agreement": (("control_one_step", "move", "agreement"), 0.90, None),
+    "3. open loop: turn agreement over 16 steps": (("open_loop", "turns", "agreement"), 0.90, None),
+    "3. open loop: detail ratio at step 16": (("open_loop", "detail_ratio_at_horizon"), 0.7, None),
+    "3. open loop: pixel std / real at step 16": (("open_loop", "pixel_std_ratio_at_horizon"), 0.8, 1.2),
+    "4. open-loop rewards: precision": (("open_loop_rewards", "precision"), 0.7, None),
+    "4. open-loop rewards: recall": (("open_loop_rewards", "recall"), 0.7, None),
 }
 
 
@@ -82,12 +98,14 @@ def _plain(value: Any) -> Any:
 
 
 # Sizes of a full evaluation and of a quick one (a smoke test of the whole pipeline).
-_FULL = dict(one_step=64, horizon=16, open_loop_rounds=2, control_trials=32, control_frames=4, prompt_trials=8,
+_FULL = dict(one_step=64, horizon=16, open_loop_rounds=4, control_trials=32, control_frames=4, prompt_trials=8,
              prompt_frames=8, fit_worlds=8, reward_steps=300, drift_steps=1000, drift_window=100, max_worlds=None,
-             max_captions=None)
+             max_captions=None, gate_trials=64, context=6, idm_fit_worlds=64, idm_fit_steps=64, idm_train_steps=800,
+             reward_rounds=8)
 _QUICK = dict(one_step=6, horizon=8, open_loop_rounds=1, control_trials=4, control_frames=3, prompt_trials=2,
               prompt_frames=3, fit_worlds=2, reward_steps=12, drift_steps=24, drift_window=8, max_worlds=4,
-              max_captions=4)
+              max_captions=4, gate_trials=4, context=3, idm_fit_worlds=4, idm_fit_steps=6, idm_train_steps=10,
+              reward_rounds=1)
 
 
 def evaluate_world(
@@ -136,25 +154,39 @@ def evaluate_world(
         notes.append("quick run: a few worlds and steps, a smoke test rather than a measurement")
 
     def run(name: str, fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> None:
+        """One metric, its engine noise drawn from a generator seeded by the metric's world seed (`args[2]`
+        or `kwargs["seed"]`), so each metric's figures do not depend on which metrics ran before it."""
         began = time.perf_counter()
+        engine.generator.manual_seed(kwargs["seed"])
         result = fn(engine, *args, **kwargs, **common)
         samples[name] = result.pop("samples", None)
         metrics[name] = {**result, "seconds": round(time.perf_counter() - began, 2)}
 
-    run("one_step", one_step_psnr, n_worlds, size["one_step"], seed, captions)
-    run("open_loop", open_loop_psnr, size["horizon"], size["open_loop_rounds"] * n_worlds, seed + SEED_BLOCK, captions)
-    run("controllability", controllability, size["control_trials"], seed + 2 * SEED_BLOCK, captions,
+    gates = size["gate_trials"]
+    run("one_step", one_step_psnr, n_worlds, size["one_step"], seed=seed, captions=captions)
+    run("copy", copy_step, gates, seed=seed + 6 * SEED_BLOCK, captions=captions, n_context=size["context"])
+    run("control_one_step", controllability, gates, seed=seed + 7 * SEED_BLOCK, captions=captions, n_frames=1,
+        turn=1.0, n_context=size["context"])
+    run("open_loop", open_loop_psnr, size["horizon"], size["open_loop_rounds"] * n_worlds, seed=seed + SEED_BLOCK,
+        captions=captions)
+    run("controllability", controllability, size["control_trials"], seed=seed + 2 * SEED_BLOCK, captions=captions,
         n_frames=size["control_frames"])
+    run("action_following", action_following, n_worlds, size["horizon"], seed=seed + 8 * SEED_BLOCK,
+        captions=captions, fit_worlds=size["idm_fit_worlds"], fit_steps=size["idm_fit_steps"],
+        train_steps=size["idm_train_steps"])
     if engine.config.prompt_conditioning:
-        run("prompt_following", prompt_following, captions, size["prompt_trials"], seed + 3 * SEED_BLOCK,
+        run("prompt_following", prompt_following, captions, size["prompt_trials"], seed=seed + 3 * SEED_BLOCK,
             n_frames=size["prompt_frames"], fit_worlds=size["fit_worlds"])
     else:
         notes.append("prompt following skipped: the checkpoint has no prompt conditioning")
     head = _reward_head(engine, notes)
     if head is not None:
-        run("reward_events", reward_events, head, n_worlds, size["reward_steps"], seed + 4 * SEED_BLOCK, captions)
-    run("long_rollout", long_rollout_drift, size["drift_steps"], n_worlds, seed + 5 * SEED_BLOCK, captions,
-        window=size["drift_window"])
+        run("reward_events", reward_events, head, n_worlds, size["reward_steps"], seed=seed + 4 * SEED_BLOCK,
+            captions=captions)
+        run("open_loop_rewards", open_loop_reward_events, head, size["reward_rounds"] * n_worlds, size["horizon"],
+            seed=seed + 9 * SEED_BLOCK, captions=captions, n_context=size["context"])
+    run("long_rollout", long_rollout_drift, size["drift_steps"], n_worlds, seed=seed + 5 * SEED_BLOCK,
+        captions=captions, window=size["drift_window"])
 
     strips = {}
     for name, sample in samples.items():
@@ -164,7 +196,8 @@ def evaluate_world(
         "checkpoint": str(checkpoint), "quick": quick, "seed": seed, "n_worlds": n_worlds, "captions": captions,
         "n_denoise_steps": engine.n_denoise_steps, "prompt_guidance": engine.prompt_guidance,
         "mouse_scale": mouse_scale,
-        "metrics": metrics, "targets": TARGETS, "passed": _passed(metrics), "notes": notes, "strips": strips,
+        "metrics": metrics, "gates": _gates(metrics), "targets": TARGETS, "passed": _passed(metrics),
+        "notes": notes, "strips": strips,
         "seconds": round(time.perf_counter() - started, 1),
     }
     report = _plain(report)
@@ -201,6 +234,16 @@ def _passed(metrics: dict[str, Any]) -> dict[str, bool | None]:
                                      TARGETS["reward_precision"]),
         "reward_recall": at_least(get("reward_events", "dreamed_latents", "recall"), TARGETS["reward_recall"]),
     }
+
+
+def _gates(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each gate of issue 19 -> {"value", "lowest", "highest", "met"} (met None where it was not measured)."""
+    out = {}
+    for name, (path, low, high) in GATES.items():
+        value = _lookup(metrics, path)
+        met = None if value is None else bool((low is None or value >= low) and (high is None or value <= high))
+        out[name] = {"value": value, "lowest": low, "highest": high, "met": met}
+    return out
 
 
 def _lookup(tree: Any, path: Sequence[str]) -> Any:
@@ -250,11 +293,35 @@ def _markdown(report: dict[str, Any]) -> str:
          "(real std)", value(get("long_rollout", "drift")),
          f"report (real frames: {value(get('long_rollout', 'real_drift'))})", "-"),
     ]
+    def bounds(gate: dict[str, Any]) -> str:
+        low, high = gate["lowest"], gate["highest"]
+        return f"{low:g} - {high:g}" if low is not None and high is not None else f">= {low:g}"
+
+    gate_rows = [(name, value(g["value"]), bounds(g), {True: "yes", False: "**no**", None: "-"}[g["met"]])
+                 for name, g in report["gates"].items()]
+    detail = [
+        ("One step: SSIM / detail ratio / pixel std ratio", " / ".join(
+            value(get("one_step", k)) for k in ("ssim", "detail_ratio", "pixel_std_ratio"))),
+        (f"Open loop: SSIM at step {horizon} / mean", " / ".join(
+            value(get("open_loop", k)) for k in ("ssim_at_horizon", "ssim"))),
+        ("Open loop: dreamed turn / real turn", value(get("open_loop", "turns", "shift_ratio"))),
+        ("Copy: PSNR of copying the last real frame", value(get("copy", "last_frame_psnr"), " dB")),
+        ("Copy: the autoencoder's reconstruction, PSNR / detail ratio (the ceilings)",
+         f"{value(get('copy', 'autoencoder_psnr'), ' dB')} / {value(get('copy', 'autoencoder_detail_ratio'))}"),
+        *((f"Action following ({side}): turn / walk / strafe, balanced accuracy (chance 0.33)", " / ".join(
+            value(get("action_following", side, f)) for f in ("turn", "walk", "strafe")))
+          for side in ("real", "one_step", "open_loop")),
+    ]
     lines = [
         "# World model against the ground truth", "",
         f"Checkpoint `{report['checkpoint']}`, {report['n_worlds']} worlds at a time, seeds from {report['seed']}, "
         f"{report['n_denoise_steps']} denoising steps, prompt guidance {report.get('prompt_guidance', 1.0)}, "
         f"{report['seconds']} s.", "",
+        "## Gates (issue 19)", "",
+        "| Gate | Value | Wanted | Met |", "|---|---|---|---|",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in gate_rows), "",
+        "| Beside the gates | Value |", "|---|---|", *(f"| {a} | {b} |" for a, b in detail), "",
+        "## Targets of the first world (issue 5)", "",
         "| Metric | Value | Target | Met |", "|---|---|---|---|",
         *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows), "",
         "References: autoencoder reconstruction PSNR (the one-step ceiling) "
