@@ -23,6 +23,8 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
+from waypoint_gym.display import require_display
+
 # waitKeyEx codes of the arrow keys (GTK/X11, then Windows and Qt variants).
 ARROWS = {
     "left": {65361, 2424832, 81}, "up": {65362, 2490368, 82},
@@ -125,6 +127,7 @@ class OpenCVWindow:
     """The window: shows BGR images, returns key codes, reports mouse positions (fractions of its size)."""
 
     def __init__(self, title: str, on_mouse):
+        require_display("waypoint-gym play")
         self.title = title
         cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
         self.size = (1, 1)
@@ -146,6 +149,8 @@ def play(world: str = "dream", prompt: str | None = None, record: str | Path | N
     """Open the window and play until Esc/Q (or `max_steps`). Returns a summary of the session.
 
     `window(title, on_mouse)` makes the window (OpenCVWindow; tests pass a scripted one)."""
+    if window is OpenCVWindow:
+        require_display("waypoint-gym play")  # before the world is built
     env = make_world(world, prompt)
     keys = env.unwrapped.keys
     controls = Controls(tuple(keys))

@@ -17,6 +17,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from waypoint_gym.display import require_display
+
 from .rewards import RewardFn
 from .spaces import action_space
 from .world_batch import (
@@ -87,6 +89,8 @@ class WaypointVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if render_mode == "human":
+            require_display("render_mode='human'")
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
         self.max_episode_steps = check_max_episode_steps(max_episode_steps)

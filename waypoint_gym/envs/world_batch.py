@@ -42,6 +42,16 @@ Prompt = str | np.ndarray | torch.Tensor | None
 Rows = list[int] | None  # engine rows; None: all of them
 
 
+def _one_thread_after_fork() -> None:
+    """A process forked after torch ran its thread pool hangs in the pool's first parallel region. Gymnasium's
+    AsyncVectorEnv forks its workers after building one env in the parent, so each forked worker runs torch on
+    one thread (as many workers share the cores anyway)."""
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
 def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype

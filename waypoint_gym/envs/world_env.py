@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from waypoint_gym.display import require_display, usable_render_modes
+
 from .rewards import RewardFn
 from .spaces import action_space
 from .world_batch import (
@@ -140,6 +142,9 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         self.start_fn = start_fn
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if render_mode == "human":
+            require_display("render_mode='human'")
+        self.metadata = usable_render_modes(self.metadata)  # what gymnasium's check_env tries
         self.render_mode = render_mode
         self.max_episode_steps = check_max_episode_steps(max_episode_steps)
         self.world = WorldBatch.load(model, device, dtype, 1, keys, mouse_scale, n_denoise_steps, obs_size,

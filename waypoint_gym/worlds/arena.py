@@ -13,6 +13,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
+from waypoint_gym.display import require_display, usable_render_modes
 from waypoint_gym.engine.controls import check_actions
 from waypoint_gym.engine.keycodes import DEFAULT_KEYS, keycode
 from waypoint_gym.worlds.captions import Theme, parse_caption
@@ -415,6 +416,9 @@ class ArenaEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             modes = self.metadata["render_modes"]
             raise ValueError(f"render_mode must be one of {modes} or None, got {render_mode!r}")
+        if render_mode == "human":
+            require_display("render_mode='human'")
+        self.metadata = usable_render_modes(self.metadata)  # what gymnasium's check_env tries
         self.render_mode = render_mode
         self._world = ArenaBatch(
             1, size=size, keys=keys, prompt=prompt, max_episode_steps=max_episode_steps, num_orbs=num_orbs,
