@@ -8,6 +8,7 @@ dream against reality, and saves the two side by side as a PNG strip.
 """
 
 import argparse
+from pathlib import Path
 
 import cv2
 import gymnasium as gym
@@ -19,6 +20,8 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=32)
 parser.add_argument("--out", default="runs/examples/dream_vs_real.png")
 args = parser.parse_args()
+out = Path(args.out)
+out.parent.mkdir(parents=True, exist_ok=True)
 
 real = gym.make("WaypointArena-v0")
 dream = gym.make("Waypoint-v0")
@@ -46,6 +49,7 @@ print(f"returns: dream {returns['dream']:.2f}, real {returns['real']:.2f}")
 print("PSNR of dream vs real by step (dB):", " ".join(f"{p:.1f}" for p in psnr[:: max(1, len(psnr) // 8)]))
 shown = pairs[:: max(1, len(pairs) // 8)][:8]
 strip = np.concatenate([np.concatenate([d for d, _ in shown], 1), np.concatenate([r for _, r in shown], 1)], 0)
-cv2.imwrite(args.out, cv2.cvtColor(cv2.resize(strip, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST),
-                                   cv2.COLOR_RGB2BGR))
-print("top: dream, bottom: real; saved to", args.out)
+big = cv2.resize(strip, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+if not cv2.imwrite(str(out), cv2.cvtColor(big, cv2.COLOR_RGB2BGR)):
+    raise SystemExit(f"could not write {out}")
+print("top: dream, bottom: real; saved to", out)

@@ -4,6 +4,7 @@
 """
 
 import argparse
+from pathlib import Path
 
 import gymnasium as gym
 import imageio.v2 as imageio
@@ -14,6 +15,8 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=64)
 parser.add_argument("--out", default="runs/examples/quickstart.gif")
 args = parser.parse_args()
+out = Path(args.out)
+out.parent.mkdir(parents=True, exist_ok=True)
 
 env = gym.make("Waypoint-v0", max_episode_steps=args.steps)  # CPU, float32, the world's default prompt
 obs, info = env.reset(seed=0)
@@ -28,5 +31,5 @@ for _ in range(args.steps):
         break
 env.close()
 
-imageio.mimsave(args.out, frames, duration=1 / 15, loop=0)
-print(f"{len(frames) - 1} steps, return {total:.2f}, frames saved to {args.out}")
+imageio.mimsave(out, frames, duration=1 / 15, loop=0)
+print(f"{len(frames) - 1} steps, return {total:.2f}, frames saved to {out}")

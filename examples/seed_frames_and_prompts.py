@@ -6,6 +6,7 @@ The seed frame here comes from the real game (WaypointArena-v0); any RGB image w
 """
 
 import argparse
+from pathlib import Path
 
 import cv2
 import gymnasium as gym
@@ -17,6 +18,8 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=24)
 parser.add_argument("--out", default="runs/examples/prompts.png")
 args = parser.parse_args()
+out = Path(args.out)
+out.parent.mkdir(parents=True, exist_ok=True)
 
 prompts = ["a mossy stone dungeon", "a sunny desert canyon at noon", "a snowy ice cave at night"]
 real = gym.make("WaypointArena-v0")
@@ -30,7 +33,7 @@ walk["keys"][:, list(venv.unwrapped.keys).index("W")] = 1
 rows = [[o] for o in obs]
 for t in range(args.steps):
     obs, *_ = venv.step(walk)
-    if (t + 1) % (args.steps // 4) == 0:
+    if (t + 1) % max(1, args.steps // 4) == 0:
         for row, o in zip(rows, obs):
             row.append(o)
 venv.close()
@@ -39,5 +42,6 @@ for prompt, row in zip(prompts, rows):
     print(f"{prompt!r}: mean colour (RGB) of the last frame {np.round(row[-1].reshape(-1, 3).mean(0)).tolist()}")
 grid = np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
 grid = cv2.resize(grid, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-cv2.imwrite(args.out, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-print("rows: one prompt each, seed frame first; saved to", args.out)
+if not cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+    raise SystemExit(f"could not write {out}")
+print("rows: one prompt each, seed frame first; saved to", out)

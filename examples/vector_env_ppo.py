@@ -7,6 +7,7 @@ actions are a small discrete table of navigation macros. For the full experiment
 """
 
 import argparse
+from pathlib import Path
 
 import gymnasium as gym
 from stable_baselines3 import PPO
@@ -21,6 +22,8 @@ parser.add_argument("--steps", type=int, default=2048)
 parser.add_argument("--n-envs", type=int, default=8)
 parser.add_argument("--out", default="runs/examples/ppo_dream.zip")
 args = parser.parse_args()
+out = Path(args.out)
+out.parent.mkdir(parents=True, exist_ok=True)
 
 macros = [MacroAction("forward", ("W",)), MacroAction("turn_left", (), (-TURN, 0)),
           MacroAction("turn_right", (), (TURN, 0))]
@@ -29,6 +32,6 @@ env = VecMonitor(SB3VecEnv(VectorDiscreteActions(venv, macros)))  # a stable-bas
 
 model = PPO("CnnPolicy", env, n_steps=64, batch_size=128, n_epochs=2, seed=0, verbose=1)
 model.learn(args.steps)
-model.save(args.out)
+model.save(out)
 env.close()
-print("saved", args.out)
+print("saved", out)

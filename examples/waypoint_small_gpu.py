@@ -8,6 +8,7 @@ an autoencoder); `--device cpu` runs a small such folder on a CPU.
 """
 
 import argparse
+from pathlib import Path
 
 import cv2
 import gymnasium as gym
@@ -23,6 +24,8 @@ parser.add_argument("--prompt", default="a medieval village street at sunset")
 parser.add_argument("--steps", type=int, default=60)
 parser.add_argument("--out", default="runs/examples/waypoint_small.mp4")
 args = parser.parse_args()
+out = Path(args.out)
+out.parent.mkdir(parents=True, exist_ok=True)
 
 if args.device.startswith("cuda") and not torch.cuda.is_available():
     raise SystemExit("this example needs a CUDA GPU (or --device cpu with a small local --model folder)")
@@ -40,9 +43,11 @@ for t in range(args.steps):
     times.append(info["step_time"])
     frame = env.render()
     if writer is None:
-        writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), 30, frame.shape[1::-1])
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 30, frame.shape[1::-1])
+        if not writer.isOpened():
+            raise SystemExit(f"could not open {out} for writing (OpenCV's mp4v writer)")
     writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 writer.release()
 env.close()
 steady = times[len(times) // 4:]
-print(f"{args.steps} frames at {1 / np.mean(steady):.1f} frames/s (after warm-up), saved to {args.out}")
+print(f"{args.steps} frames at {1 / np.mean(steady):.1f} frames/s (after warm-up), saved to {out}")

@@ -47,3 +47,14 @@ def test_waypoint_small_example_on_a_local_folder(ckpt, tmp_path):
     stdout = run_example("waypoint_small_gpu.py", "--model", str(ckpt), "--device", "cpu", "--prompt", "",
                          "--steps", "4", "--out", str(tmp_path / "out.mp4"), cwd=tmp_path)
     assert "frames/s" in stdout and (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def test_examples_make_their_output_folder_and_fail_loudly(tmp_path):
+    """Run as documented (the default --out under runs/examples/), and with an output that cannot be written."""
+    run_example("quickstart.py", "--steps", "2", cwd=tmp_path)
+    assert (tmp_path / "runs" / "examples" / "quickstart.gif").stat().st_size > 0
+    (tmp_path / "taken.png").mkdir()  # a folder where the image should go: OpenCV cannot write it
+    for name in ("dream_vs_real.py", "seed_frames_and_prompts.py"):
+        done = subprocess.run([sys.executable, str(EXAMPLES / name), "--steps", "2", "--out", "taken.png"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode != 0 and "could not write taken.png" in done.stderr, done.stderr
