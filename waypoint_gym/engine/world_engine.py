@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from .config import WaypointConfig, preset_config
 from .controls import CtrlInput, ctrl_input_vectors
 from .kv_cache import KVCache
-from .loading import load_strict, require_files, resolve_uri
+from .loading import load_strict, require_files, resolve_model, resolve_uri
 from .model import Conditioning, FrameInputs, WaypointModel
 from .sampler import euler_denoise, sub_schedule
 from .speedups import Speedups, attention_flex, conditioning_table, fuse_qkv, split_ctrl_fusion
@@ -108,7 +108,7 @@ class WorldEngine:
 
     def __init__(
         self,
-        model_uri: str | os.PathLike,
+        model_uri: str | os.PathLike | None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         batch_size: int = 1,
@@ -122,6 +122,7 @@ class WorldEngine:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.device = torch.device(device)
         self.dtype = dtype
+        model_uri = resolve_model(model_uri)  # None: the bundled world; short names of published worlds
         if str(model_uri).startswith(PRESET_PREFIX):  # random weights of a published size, for benchmarks
             name = str(model_uri)[len(PRESET_PREFIX):]
             log.warning("building %s with RANDOM weights (benchmarking only)", name)
