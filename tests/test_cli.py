@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
-from waypoint_gym.cli import main
+from waypoint_gym.cli import build_parser, main
 from waypoint_gym.engine import WaypointConfig, WorldEngine
 from waypoint_gym.envs import WaypointWorldEnv
 from waypoint_gym.worlds import ArenaBatch
@@ -84,3 +86,34 @@ def test_training_pipeline_end_to_end(tmp_path):
     np.testing.assert_array_equal(np.load(student / "start_frames.npy"),
                                   ArenaBatch(1, size=64).reset(seed=10_000_000, prompt="a snowy ice cave at night")[0])
     assert WaypointWorldEnv(model=student).reset(seed=0)[1]["prompt"] == "a snowy ice cave at night"
+
+
+def test_rollout_of_the_real_game(tmp_path):
+    main(["rollout", "real", "--frames", "12", "--batch-size", "2", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "rollout.json").read_text())
+    assert report["world"] == "WaypointArena-v0" and report["frames"] == 12 and (tmp_path / "frames.png").is_file()
+
+
+def test_errors_are_one_line_not_a_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["rollout", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "out")])
+    assert done.value.code == 2
+    assert "waypoint-gym rollout: error: checkpoint folder not found" in capsys.readouterr().err
+
+
+def test_every_option_has_help_and_shows_its_default(capsys):
+    def commands(parser: argparse.ArgumentParser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from commands(sub)
+
+    for parser in commands(build_parser()):
+        for action in parser._actions:
+            if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                assert action.help, f"{parser.prog} {action.dest} has no help"
+    with pytest.raises(SystemExit):
+        main(["rollout", "--help"])
+    shown = capsys.readouterr().out
+    assert "(default: 32)" in shown and "preset:waypoint-1-small" in shown and "'real'" in shown

@@ -14,9 +14,17 @@ log = logging.getLogger("waypoint_gym")
 
 def rollout(args: argparse.Namespace) -> None:
     """Generate frames from a checkpoint with random controls; save frames (PNG) and latent statistics."""
+    if args.checkpoint == "real":
+        from waypoint_gym.worlds.arena import random_rollout as arena_rollout
+
+        summary = arena_rollout(args.out, args.frames, args.batch_size, args.prompt, args.seed)
+        print(f"{args.frames} frames x {summary['batch_size']} arenas in {summary['seconds']:.1f} s, "
+              f"{summary['orbs']} orbs collected; saved to {args.out}")
+        return
     from waypoint_gym.engine.rollout import random_rollout
 
-    summary = random_rollout(args.checkpoint, args.out, args.frames, args.batch_size, args.steps, args.prompt,
+    checkpoint = None if args.checkpoint == "dream" else args.checkpoint
+    summary = random_rollout(checkpoint, args.out, args.frames, args.batch_size, args.steps, args.prompt,
                              args.device, args.seed)
     stats = summary["per_frame"]
     print(f"{args.frames} frames x {summary['batch_size']} envs in {summary['seconds']:.1f} s "
@@ -134,8 +142,8 @@ def train_reward_head(args: argparse.Namespace) -> None:
 def evaluate_world(args: argparse.Namespace) -> None:
     from waypoint_gym.evaluation import evaluate_world
 
-    report = evaluate_world(args.checkpoint, args.out, n_worlds=args.worlds, quick=args.quick,
-                            n_denoise_steps=args.steps, prompt_guidance=args.prompt_guidance)
+    report = evaluate_world(None if args.checkpoint == "dream" else args.checkpoint, args.out, n_worlds=args.worlds,
+                            quick=args.quick, n_denoise_steps=args.steps, prompt_guidance=args.prompt_guidance)
     print((Path(args.out) / "world_eval.md").read_text() if (Path(args.out) / "world_eval.md").exists() else report)
 
 
@@ -146,30 +154,51 @@ def play(args: argparse.Namespace) -> None:
     print(json.dumps(play_world(args.world, args.prompt, args.record, args.fps, args.scale, args.seed)))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="waypoint-gym", description="Waypoint world models as Gymnasium envs")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, unless its help already says it or there is none."""
 
-    p = sub.add_parser("rollout", help="generate frames from a checkpoint (folder, hub id or preset:NAME)")
-    p.add_argument("checkpoint", nargs="?", default=None, help="default: the bundled world")
-    p.add_argument("--frames", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=1)
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if "default" in (action.help or "") or action.default in (None, False):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `waypoint-gym` command line: subcommands, their options, help and defaults."""
+    from waypoint_gym.engine.config import PRESETS
+
+    presets = ", ".join(f"preset:{name}" for name in PRESETS)
+    formatter = DefaultsFormatter
+    parser = argparse.ArgumentParser(prog="waypoint-gym", description="Waypoint world models as Gymnasium envs",
+                                     formatter_class=formatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: add_parser(*a, formatter_class=formatter, **kw)  # defaults in every --help
+
+    p = sub.add_parser("rollout", help="generate frames of a world under random controls, to see that it runs")
+    p.add_argument("checkpoint", nargs="?", default="dream",
+                   help="'dream' (the bundled world), 'real' (WaypointArena-v0, the ground-truth game), a checkpoint "
+                        f"folder, a hub id, or random weights of a published size: {presets}")
+    p.add_argument("--frames", type=int, default=32, help="frames to generate in each env")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
-    p.add_argument("--prompt", default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/rollout")
+    p.add_argument("--prompt", default=None, help="the prompt (default: the checkpoint's default_prompt)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", default="runs/rollout", help="output folder")
     p.set_defaults(func=rollout)
 
     train = sub.add_parser("train", help="collect data and train a world (see docs/training.md)")
     stages = train.add_subparsers(dest="stage", required=True)
+    add_stage = stages.add_parser
+    stages.add_parser = lambda *a, **kw: add_stage(*a, formatter_class=formatter, **kw)
     p = stages.add_parser("collect", help="record exploration segments in WaypointArena-v0")
-    p.add_argument("--out", required=True)
-    p.add_argument("--segments", type=int, default=6000)
-    p.add_argument("--segment-len", type=int, default=48)
-    p.add_argument("--envs", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--segments", type=int, default=6000, help="segments to record")
+    p.add_argument("--segment-len", type=int, default=48, help="frames per segment")
+    p.add_argument("--envs", type=int, default=32, help="arena envs played at once")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--seek-prob", type=float, default=0.4, help="share of segments that seek orbs")
     p.add_argument("--hold-mean", type=float, default=None, help="mean frames a key is held (default 6)")
     p.add_argument("--mouse-theta", type=float, default=None,
@@ -178,36 +207,36 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--turn-prob", type=float, default=None, help="chance per frame of a sharp turn (default 0.03)")
     p.set_defaults(func=train_collect)
     p = stages.add_parser("autoencoder", help="train an autoencoder of the Waypoint family on the frames")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--latent-channels", type=int, default=4)
-    p.add_argument("--stages", type=int, default=2)
-    p.add_argument("--ch-0", type=int, default=16)
-    p.add_argument("--ch-max", type=int, default=32)
+    p.add_argument("--data", required=True, help="a collection folder (from `train collect`)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--latent-channels", type=int, default=4, help="latent channels")
+    p.add_argument("--stages", type=int, default=2, help="downsampling stages (each halves the size)")
+    p.add_argument("--ch-0", type=int, default=16, help="channels of the first stage")
+    p.add_argument("--ch-max", type=int, default=32, help="most channels of a stage")
     p.add_argument("--blocks-per-stage", type=int, default=1, help="residual blocks per stage (0: none)")
     p.add_argument("--encoder", default=None,
                    help="an autoencoder folder: train only a new decoder (--ch-0, --ch-max) for its frozen encoder")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=1500, help="training steps")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=train_autoencoder)
     p = stages.add_parser("encode", help="encode every recorded frame once, for world-model training")
-    p.add_argument("--data", required=True)
-    p.add_argument("--autoencoder", required=True)
+    p.add_argument("--data", required=True, help="a collection folder (from `train collect`)")
+    p.add_argument("--autoencoder", required=True, help="an autoencoder folder")
     p.add_argument("--out", required=True, help="a .npy file")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=train_encode)
     p = stages.add_parser("world-model", help="diffusion-forcing training, then export a checkpoint folder")
-    p.add_argument("--data", required=True)
-    p.add_argument("--latents", required=True)
+    p.add_argument("--data", required=True, help="a collection folder (from `train collect`)")
+    p.add_argument("--latents", required=True, help="the collection's cached latents (.npy from `train encode`)")
     p.add_argument("--config", required=True, help="a Waypoint config.yaml for the model to train")
     p.add_argument("--run", required=True, help="run folder (resumed when it holds a train_state.pt)")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--clip-frames", type=int, default=12)
-    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--steps", type=int, default=2000, help="training steps")
+    p.add_argument("--batch-size", type=int, default=16, help="batch size")
+    p.add_argument("--clip-frames", type=int, default=12, help="frames per training clip")
+    p.add_argument("--lr", type=float, default=4e-4, help="learning rate")
     p.add_argument("--clean-context-prob", type=float, default=0.5,
                    help="share of clips with clean context before a random cut, as at inference")
     p.add_argument("--ctrl-init-scale", type=float, default=1.0,
@@ -216,51 +245,52 @@ def main(argv: list[str] | None = None) -> None:
                    help="extra single frames per step trained from the prompt alone (an episode's first frame)")
     p.add_argument("--init", default=None,
                    help="a checkpoint folder to start from: its weights and caption encoder (fine-tuning)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     add_export_args(p)
     p.set_defaults(func=train_world_model)
     p = stages.add_parser("self-forcing", help="self-forcing with DMD: distil a world model into a few-step student")
-    p.add_argument("--data", required=True)
-    p.add_argument("--latents", required=True)
+    p.add_argument("--data", required=True, help="a collection folder (from `train collect`)")
+    p.add_argument("--latents", required=True, help="the collection's cached latents (.npy from `train encode`)")
     p.add_argument("--teacher", required=True,
                    help="checkpoint folder, or a world-model run's final.pt / train_state.pt (its config.json beside)")
     p.add_argument("--run", required=True, help="run folder (resumed when it holds a train_state.pt)")
     p.add_argument("--student-steps", type=int, default=2, help="denoising steps of the student (evenly spaced)")
     p.add_argument("--sigmas", default=None, help="the student's schedule instead, e.g. 1,0.6,0")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--clip-frames", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--critic-lr", type=float, default=1e-4)
+    p.add_argument("--steps", type=int, default=1000, help="training steps")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size")
+    p.add_argument("--clip-frames", type=int, default=16, help="frames per training clip")
+    p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
+    p.add_argument("--critic-lr", type=float, default=1e-4, help="learning rate of the critic")
     p.add_argument("--critic-steps", type=int, default=2, help="critic updates per student update")
     p.add_argument("--guidance", type=float, default=1.5, help="classifier-free guidance of the teacher")
     p.add_argument("--scoring", choices=["joint", "context"], default="joint",
                    help="DMD scores: the clip noisy after its clean seed frame, or each frame from clean context")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     add_export_args(p)
     p.set_defaults(func=train_self_forcing)
     p = stages.add_parser("reward-head", help="train the reward and termination head on cached latents")
-    p.add_argument("--data", required=True)
-    p.add_argument("--latents", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--data", required=True, help="a collection folder (from `train collect`)")
+    p.add_argument("--latents", required=True, help="the collection's cached latents (.npy from `train encode`)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--steps", type=int, default=3000, help="training steps")
     p.add_argument("--world", default=None,
                    help="a checkpoint: train on its one-step predictions of the frames (what a dreamed step shows)")
     p.add_argument("--world-batch", type=int, default=64, help="segments predicted at once with --world")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=train_reward_head)
 
     p = sub.add_parser("evaluate-world", help="measure a learned world against WaypointArena-v0")
-    p.add_argument("checkpoint")
-    p.add_argument("--out", default="runs/world_eval")
-    p.add_argument("--worlds", type=int, default=16)
+    p.add_argument("checkpoint", nargs="?", default="dream",
+                   help="'dream' (the bundled world), a checkpoint folder or a hub id")
+    p.add_argument("--out", default="runs/world_eval", help="output folder")
+    p.add_argument("--worlds", type=int, default=16, help="worlds played at once (the engine's batch)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
     p.add_argument("--prompt-guidance", type=float, default=None,
                    help="classifier-free guidance on the prompt (default: the checkpoint's, else 1: none)")
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--quick", action="store_true", help="a few worlds and steps: a smoke test, not a measurement")
     p.set_defaults(func=evaluate_world)
 
     p = sub.add_parser("play", help="play a world with keyboard and mouse (dream, real, or a checkpoint)")
@@ -270,12 +300,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--record", default=None, help="save the session: a video file (.mp4) and an .npz beside it")
     p.add_argument("--fps", type=float, default=30.0, help="the most frames per second to show")
     p.add_argument("--scale", type=int, default=8, help="window pixels per frame pixel")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="random seed")
     p.set_defaults(func=play)
 
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    args.func(args)
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as error:
+        if args.verbose:
+            raise
+        parser.exit(2, f"waypoint-gym {args.command}: error: {error}\n(-v shows the traceback)\n")
 
 
 if __name__ == "__main__":

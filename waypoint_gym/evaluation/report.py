@@ -109,7 +109,7 @@ _QUICK = dict(one_step=6, horizon=8, open_loop_rounds=1, control_trials=4, contr
 
 
 def evaluate_world(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | None,
     out_dir: str | os.PathLike,
     n_worlds: int = 16,
     seed: int = EVAL_SEED,
@@ -193,7 +193,8 @@ def evaluate_world(
         if sample is not None:
             strips[name] = save_strips(out_dir / f"strip_{name}.png", sample["real"], sample["dreamed"]).name
     report = {
-        "checkpoint": str(checkpoint), "quick": quick, "seed": seed, "n_worlds": n_worlds, "captions": captions,
+        "checkpoint": str(checkpoint if checkpoint is not None else engine.folder), "quick": quick, "seed": seed,
+        "n_worlds": n_worlds, "captions": captions,
         "n_denoise_steps": engine.n_denoise_steps, "prompt_guidance": engine.prompt_guidance,
         "mouse_scale": mouse_scale,
         "metrics": metrics, "gates": _gates(metrics), "targets": TARGETS, "passed": _passed(metrics),

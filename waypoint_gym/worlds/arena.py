@@ -3,8 +3,12 @@ Gymnasium env of one world run through the same code (`ArenaEnv`), so both give 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -544,3 +548,31 @@ class ArenaStarts:
         self.last_seed = int(rng.integers(2**31 - 1))
         frame, _ = self.arena.reset(seed=self.last_seed, options={"prompt": prompt})
         return {"prompt": prompt, "seed_frames": frame}
+
+
+def random_rollout(out_dir: str | os.PathLike, frames: int = 32, batch_size: int = 1, prompt: str | None = None,
+                   seed: int = 0) -> dict[str, Any]:
+    """`frames` steps of `batch_size` arenas (seeds `seed`, `seed + 1`, ...) under random keys and mouse, as
+    `waypoint-gym rollout real` plays them. Writes `out_dir/rollout.json` (the returned summary) and
+    `out_dir/frames.png` (8 frames of arena 0)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    game = ArenaBatch(batch_size, max_episode_steps=frames + 1)
+    frame, _ = game.reset(seed=[seed + i for i in range(batch_size)], prompt=[prompt or DEFAULT_PROMPT] * batch_size)
+    rng = np.random.default_rng(seed)
+    shown, orbs, t0 = [frame[0].copy()], 0, time.perf_counter()
+    for _ in range(frames):
+        pressed = rng.random((batch_size, len(game.keys))) < 0.2
+        mouse = np.clip(rng.normal(0, 0.3, (batch_size, 2)), -1, 1)
+        frame, reward, *_ = game.step(pressed, mouse)
+        orbs += int(np.sum(np.asarray(reward) > 0))
+        shown.append(frame[0].copy())
+    seconds = time.perf_counter() - t0
+    summary = {"world": "WaypointArena-v0", "frames": frames, "batch_size": batch_size,
+               "prompt": prompt or DEFAULT_PROMPT, "seconds": seconds, "frames_per_s": frames * batch_size / seconds,
+               "orbs": orbs}
+    (out / "rollout.json").write_text(json.dumps(summary, indent=2))
+    strip = np.concatenate(shown[:: max(1, len(shown) // 8)][:8], axis=1)
+    if not cv2.imwrite(str(out / "frames.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {out / 'frames.png'}")
+    return summary
