@@ -129,8 +129,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.eval_every > 0:
         curve = RealGameCurve(args.out, args.eval_every, args.eval_episodes, args.max_episode_steps, prompts)
         callbacks.append(curve)
+    # The agent collects whole rollouts (on-policy: n_steps in each env; otherwise a step of every env), so
+    # it runs to the next whole one: say so and tell the progress bar, instead of letting it overshoot.
+    chunk = getattr(agent, "n_steps", 1) * args.n_envs
+    steps = -(-args.steps // chunk) * chunk
+    if steps != args.steps:
+        print(f"--steps {args.steps} rounded up to {steps}: whole rollouts of {chunk} steps ({args.n_envs} envs)")
     t0 = time.time()
-    agent.learn(args.steps, callback=CallbackList(callbacks), progress_bar=not args.no_progress,
+    agent.learn(steps, callback=CallbackList(callbacks), progress_bar=not args.no_progress,
                 tb_log_name=f"{args.algo}_{args.world}")
     wall = time.time() - t0
     agent.save(args.out / "model.zip")

@@ -57,6 +57,7 @@ def test_train_and_evaluate_end_to_end(tmp_path):
                         "--max-episode-steps", "8", "--eval-every", "0", "--out", str(tmp_path / "a2c_dream"),
                         "--no-progress"])
     assert dream["world"] == "dream" and dream["steps"] >= 32
+    assert dream["steps"] == 32  # one rollout of 16 steps in 2 envs: the bar ends where it says
 
     report = evaluate.main([str(out / "model.zip"), "--episodes", "3", "--max-episode-steps", "6", "--n-envs", "2",
                             "--video-episodes", "2", "--out", str(tmp_path / "eval")])
@@ -105,3 +106,10 @@ def test_headline_plot_reads_both_learning_curves(tmp_path):
         (tmp_path / name / "curve.csv").write_text("\n".join(rows))
     plot_curves(tmp_path, tmp_path / "fig" / "curves.png", {"random agent": 0.25, "scripted agent": 3.2})
     assert cv2.imread(str(tmp_path / "fig" / "curves.png")).shape[2] == 3
+
+
+def test_train_rounds_steps_to_whole_rollouts(tmp_path, capsys):
+    """PPO collects 128 steps in each env per rollout: --steps 100 with 2 envs runs 256, and says so."""
+    summary = train.main(["--world", "real", "--steps", "100", "--n-envs", "2", "--max-episode-steps", "16",
+                          "--eval-every", "0", "--out", str(tmp_path / "ppo"), "--no-progress"])
+    assert summary["steps"] == 256 and "--steps 100 rounded up to 256" in capsys.readouterr().out

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
 import gymnasium as gym
+import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 import waypoint_gym  # noqa: F401  (registers the ids)
+from waypoint_gym.engine import WorldEngine
 from waypoint_gym.envs import WaypointVectorEnv, WaypointWorldEnv
 from waypoint_gym.play import play
 from waypoint_gym.worlds import ArenaEnv
@@ -57,3 +60,25 @@ def test_check_env_with_its_render_check_passes_headless():
         assert env.unwrapped.metadata["render_modes"] == ["rgb_array"]
         check_env(env.unwrapped)  # renders every mode this machine can show
         env.close()
+
+
+def test_importing_the_package_stays_light():
+    done = subprocess.run([sys.executable, "-c", "import sys, waypoint_gym, waypoint_gym.envs; "
+                           "print('torch' in sys.modules)"], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def test_a_grey_seed_frame_is_refused_with_its_shape(ckpt):
+    env = WaypointWorldEnv(ckpt)
+    with pytest.raises(TypeError, match=r"got ndarray of shape \(32, 32\) \(a grey image\?"):
+        env.reset(options={"seed_frames": np.zeros((32, 32), np.uint8)})
+
+
+def test_captions_the_world_never_saw_warn_once(caplog):
+    engine = WorldEngine(None, seed=0)  # the bundled world: a caption encoder over the arena's grammar
+    with caplog.at_level(logging.WARNING, logger="waypoint_gym.engine.world_engine"):
+        engine.set_prompt("a mossy stone dungeon")
+        engine.set_prompt("a purple spaceship")
+        engine.set_prompt("a green bus")
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "purple, spaceship" in warnings[0] and "dungeon" in warnings[0]

@@ -118,7 +118,9 @@ def _overlay(frame: np.ndarray, scale: int, lines: list[str]) -> np.ndarray:
     big = cv2.cvtColor(big, cv2.COLOR_RGB2BGR)
     for i, text in enumerate(lines):
         y = 18 + 18 * i
-        cv2.putText(big, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+        # A dark box behind the text: a thick dark copy of the text would be wider than the text itself.
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        cv2.rectangle(big, (3, y - h - 3), (9 + w, y + base), (0, 0, 0), cv2.FILLED)
         cv2.putText(big, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return big
 

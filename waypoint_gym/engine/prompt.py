@@ -88,6 +88,10 @@ class CaptionEncoder(nn.Module):
         longest = max(len(words(c)) for c in captions)
         return cls(vocab, embedding_dim, max_tokens or longest)
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` outside the vocabulary (they are read as <unk>)."""
+        return [w for w in words(text) if w not in self.index]
+
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """-> token ids [N, P] and pad mask [N, P] (True on padding); long captions are cut at P words."""
         ids = torch.zeros(len(texts), self.max_tokens, dtype=torch.long)

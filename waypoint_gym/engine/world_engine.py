@@ -151,6 +151,7 @@ class WorldEngine:
         self.autoencoder = self._load_autoencoder()
         self._prompt_encoder: Callable | None = None
         self._prompt_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # text -> (emb [P, Dp], pad [P])
+        self._warned_words = False
         # Per-env prompt rows [B, P, Dp] (pad rows zero) and how many rows each env's prompt has.
         self.prompt_emb = torch.zeros(batch_size, 1, cfg.prompt_embedding_dim, device=self.device)
         self.prompt_rows = torch.ones(batch_size, dtype=torch.long, device=self.device)
@@ -222,6 +223,12 @@ class WorldEngine:
     def encode_prompt(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         """A text's (embedding [P, Dp], pad mask [P]) from the prompt encoder, cached as in `set_prompt`."""
         if text not in self._prompt_cache:
+            unknown = getattr(self.prompt_encoder, "unknown_words", lambda _: [])(text)
+            if unknown and not self._warned_words:  # a caption encoder of a grammar: say what it knows, once
+                vocab = sorted(set(self.prompt_encoder.vocab[2:]))
+                log.warning("prompt %r has words this world never saw, read as unknown: %s; it knows: %s", text,
+                            ", ".join(unknown), ", ".join(vocab))
+                self._warned_words = True
             emb, pad = self.prompt_encoder([text])
             if len(self._prompt_cache) >= PROMPT_CACHE_SIZE:
                 self._prompt_cache.pop(next(iter(self._prompt_cache)))

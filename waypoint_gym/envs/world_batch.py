@@ -190,9 +190,12 @@ class WorldBatch:
         elif isinstance(frames, np.ndarray) and frames.ndim == 4:
             frames = list(frames)
         elif not isinstance(frames, (list, tuple)):
+            shape = f" of shape {frames.shape}" if isinstance(frames, np.ndarray) else ""
+            hint = " (a grey image? give it 3 channels, e.g. np.repeat(img[..., None], 3, -1))" if shape and \
+                frames.ndim == 2 else ""
             raise TypeError(
                 f"seed_frames must be a uint8 HxWx3 image, a sequence of them, or an array [n, H, W, 3], "
-                f"got {type(frames).__name__}"
+                f"got {type(frames).__name__}{shape}{hint}"
             )
         if len(frames) == 0:
             raise ValueError("seed_frames is empty: give at least one frame, or None for the default start")

@@ -161,4 +161,3 @@ class VectorFlatBoxActions(VectorActionWrapper):
             want = (self.num_envs, self.n_keys + 2)
             raise ValueError(f"flat actions must have shape {want}, got {np.shape(actions)}")
         return flat_to_dict(actions, self.n_keys)
-
