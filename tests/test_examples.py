@@ -23,7 +23,7 @@ def run_example(name: str, *args: str, cwd: Path) -> str:
 def test_every_example_is_covered():
     assert {p.name for p in EXAMPLES.glob("*.py")} == {
         "quickstart.py", "seed_frames_and_prompts.py", "custom_reward.py", "vector_env_ppo.py", "dream_vs_real.py",
-        "waypoint_small_gpu.py"}
+        "waypoint_small_gpu.py", "cleanrl_ppo.py"}
 
 
 @pytest.mark.parametrize("name, args, output", [
@@ -32,6 +32,8 @@ def test_every_example_is_covered():
     ("custom_reward.py", ["--steps", "8"], None),
     ("vector_env_ppo.py", ["--steps", "64", "--n-envs", "2"], "out.zip"),
     ("dream_vs_real.py", ["--steps", "8"], "out.png"),
+    ("cleanrl_ppo.py", ["--updates", "2", "--n-envs", "2", "--n-steps", "16"], "out.pt"),
+    ("cleanrl_ppo.py", ["--world", "real", "--updates", "2", "--n-envs", "2", "--n-steps", "16"], "out.pt"),
 ])
 def test_example_runs(name, args, output, tmp_path):
     if output:

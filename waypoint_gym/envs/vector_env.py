@@ -100,6 +100,7 @@ class WaypointVectorEnv(VectorEnv):
         self.engine = self.world.engine
         self.reward_fn = default_reward_fn(reward_fn, self.world)
         self.keys = self.world.keys
+        self.macro_actions = self.world.config.extra.get("macro_actions")  # the checkpoint's discrete action table
         self.single_action_space = action_space(len(self.keys))
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.single_observation_space = spaces.Box(0, 255, (*self.world.obs_size, 3), np.uint8)

@@ -152,6 +152,7 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         self.engine = self.world.engine
         self.reward_fn = default_reward_fn(reward_fn, self.world)
         self.keys = self.world.keys
+        self.macro_actions = self.world.config.extra.get("macro_actions")  # the checkpoint's discrete action table
         self.action_space = action_space(len(self.keys))
         self.observation_space = spaces.Box(0, 255, (*self.world.obs_size, 3), np.uint8)
         self.prompt = self.world.check_prompt(self.world.default_prompt if prompt is None else prompt)

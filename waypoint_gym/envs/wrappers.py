@@ -47,14 +47,34 @@ DEFAULT_MACROS: tuple[MacroAction, ...] = (
 )
 
 
+def env_attr(env: gym.Env | VectorEnv, name: str, default: Any = None) -> Any:
+    """An attribute of the env beneath the wrappers; for Gymnasium's own vector envs (sync, async), of their
+    first env."""
+    base = env.unwrapped
+    if hasattr(base, name):
+        return getattr(base, name)
+    if isinstance(base, VectorEnv) and hasattr(base, "get_attr"):
+        try:
+            return base.get_attr(name)[0]
+        except AttributeError:
+            return default
+    return default
+
+
+def env_keys(env: gym.Env | VectorEnv) -> tuple[str, ...]:
+    keys = env_attr(env, "keys")
+    if keys is None:
+        raise TypeError(f"{env} has no key names (`keys`): wrap a Waypoint env or WaypointArena-v0")
+    return tuple(keys)
+
+
 def default_macros(env: gym.Env | VectorEnv) -> tuple[MacroAction, ...]:
     """The model config's `macro_actions` ([{name, keys, mouse}]) if it has them, else DEFAULT_MACROS
     restricted to the macros whose keys the env offers."""
-    base = env.unwrapped
-    shipped = base.world.config.extra.get("macro_actions")
+    shipped = env_attr(env, "macro_actions")
     if shipped:
         return tuple(MacroAction(m["name"], tuple(m.get("keys", ())), tuple(m.get("mouse", (0, 0)))) for m in shipped)
-    return tuple(m for m in DEFAULT_MACROS if set(m.keys) <= set(base.keys))
+    return tuple(m for m in DEFAULT_MACROS if set(m.keys) <= set(env_keys(env)))
 
 
 class MacroTable:
@@ -109,7 +129,7 @@ class DiscreteActions(gym.ActionWrapper):
 
     def __init__(self, env: gym.Env, macros: Sequence[MacroAction] | None = None):
         super().__init__(env)
-        self.table = MacroTable(env.unwrapped.keys, macros if macros is not None else default_macros(env))
+        self.table = MacroTable(env_keys(env), macros if macros is not None else default_macros(env))
         self.macros = self.table.macros
         self.action_space = spaces.Discrete(len(self.table))
 
@@ -124,7 +144,7 @@ class FlatBoxActions(gym.ActionWrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self.n_keys = len(env.unwrapped.keys)
+        self.n_keys = len(env_keys(env))
         self.action_space = _flat_space(self.n_keys)
 
     def action(self, action: np.ndarray) -> dict[str, np.ndarray]:
@@ -136,7 +156,7 @@ class VectorDiscreteActions(VectorActionWrapper):
 
     def __init__(self, env: VectorEnv, macros: Sequence[MacroAction] | None = None):
         super().__init__(env)
-        self.table = MacroTable(env.unwrapped.keys, macros if macros is not None else default_macros(env))
+        self.table = MacroTable(env_keys(env), macros if macros is not None else default_macros(env))
         self.macros = self.table.macros
         self.single_action_space = spaces.Discrete(len(self.table))
         self.action_space = batch_space(self.single_action_space, env.num_envs)
@@ -152,7 +172,7 @@ class VectorFlatBoxActions(VectorActionWrapper):
 
     def __init__(self, env: VectorEnv):
         super().__init__(env)
-        self.n_keys = len(env.unwrapped.keys)
+        self.n_keys = len(env_keys(env))
         self.single_action_space = _flat_space(self.n_keys)
         self.action_space = batch_space(self.single_action_space, env.num_envs)
 
