@@ -271,7 +271,7 @@ def test_bad_arguments_raise_clear_errors():
     env = ArenaEnv()
     with pytest.raises(RuntimeError, match="call reset"):
         env._world.step(np.zeros((1, 6)), np.zeros((1, 2)))
-    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['difficulty'\]"):
+    with pytest.raises(ValueError, match=r"unknown reset options \['difficulty'\]; known: \['prompt'\]"):
         env.reset(options={"difficulty": 3})
     with pytest.raises(TypeError, match="must be a str caption"):
         env.reset(options={"prompt": 42})

@@ -205,7 +205,9 @@ class ArenaBatch:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Advance every world one step: frames, rewards, terminated, truncated and info (all batched)."""
         if not self._is_reset.all():
-            raise RuntimeError("call reset() on every world before step()")
+            never = np.flatnonzero(~self._is_reset).tolist()
+            raise RuntimeError("call reset() before step()" + (f" (worlds {never} were never reset)"
+                                                                if self.num_envs > 1 else ""))
         keys = np.asarray(keys)
         mouse = np.asarray(mouse, dtype=np.float64)
         if keys.shape != (self.num_envs, len(self.keys)):
@@ -446,7 +448,7 @@ class ArenaEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
             raise TypeError(f"options must be a dict, got {type(options).__name__}")
         unknown = sorted(set(options) - {"prompt"})
         if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; the only option is 'prompt'")
+            raise ValueError(f"unknown reset options {unknown}; known: ['prompt']")
         prompt = options.get("prompt", self.prompt)
         if not isinstance(prompt, str):
             raise TypeError(f"options['prompt'] must be a str caption, got {type(prompt).__name__}")
