@@ -89,17 +89,24 @@ def turn_following(real: np.ndarray, dreamed: np.ndarray, min_shift: float = 1.0
     """Do dreamed clips turn when and where the real ones do? Clips [N, T, H, W, 3] under the same actions.
 
     Over the steps where the real view shifts by at least `min_shift` px: how often the dreamed shift has its
-    sign ("agreement"), and the dreamed turn's size against the real one ("shift_ratio": the dreamed shift
-    along the real one's direction over the real shift's size, both summed over those steps).
+    sign ("agreement"), and the dreamed turn's size against the real one ("shift_ratio", see `size_ratio`).
     """
     real_shift, dreamed_shift = step_shifts(real), step_shifts(dreamed)
     turned = np.abs(real_shift) >= min_shift
-    along = dreamed_shift[turned] * np.sign(real_shift[turned])
     return {
         "agreement": _agreement(real_shift[turned], dreamed_shift[turned]),
-        "shift_ratio": float(along.sum() / np.abs(real_shift[turned]).sum()) if turned.any() else None,
+        "shift_ratio": size_ratio(real_shift[turned], dreamed_shift[turned]),
         "turning_steps": int(turned.sum()), "steps": int(turned.size), "min_shift_px": min_shift,
     }
+
+
+def size_ratio(real: np.ndarray, dreamed: np.ndarray, min_size: float = 1.0) -> float | None:
+    """The median over trials of the dreamed motion along the real one's direction over the real motion's size,
+    where the real motion is at least `min_size`: 1 for a faithful world, 0 for a still one. A median, because
+    phase correlation of a featureless (blurred) frame pair can peak anywhere and give a wild shift."""
+    real, dreamed = np.asarray(real, np.float64), np.asarray(dreamed, np.float64)
+    moved = np.abs(real) >= min_size
+    return float(np.median(dreamed[moved] * np.sign(real[moved]) / np.abs(real[moved]))) if moved.any() else None
 
 
 def _agreement(real: np.ndarray, dreamed: np.ndarray) -> float | None:
@@ -125,8 +132,8 @@ def controllability(
     of `ExplorationPolicy`, the same for all four actions, in the model's history as real frames). The
     picture's motion is `view_shift` for turns and `view_zoom` for walking; a trial agrees when its dreamed
     motion has the sign of the real one. Walks the real agent could not finish (a wall in the way) are left
-    out. Returns {"turn": {... "shift_ratio": the dreamed shift along the real one's direction over the real
-    shift's size}, "move": {...}, "agreement" (both pooled), "samples"}.
+    out. Returns {"turn": {... "size_ratio": the dreamed turn against the real one (`size_ratio`)}, "move":
+    {...}, "agreement" (both pooled), "samples"}.
     """
     harness = Harness(engine, captions, mouse_scale, progress)
     keys = harness.keys
@@ -176,10 +183,9 @@ def controllability(
         real_all = np.concatenate([real[k][valid[k]] for k in names])
         dreamed_all = np.concatenate([dreamed[k][valid[k]] for k in names])
         as_expected = np.concatenate([np.sign(real[k][valid[k]]) == e for k, e in zip(names, expected)])
-        along = dreamed_all * np.sign(real_all)
         return {
             "agreement": _agreement(real_all, dreamed_all), "n_trials": len(real_all),
-            "size_ratio": float(along.sum() / np.abs(real_all).sum()) if np.abs(real_all).sum() > 0 else None,
+            "size_ratio": size_ratio(real_all, dreamed_all, 1.0 if unit == "shift_px" else 0.01),
             "real_as_expected": float(as_expected.mean()) if len(as_expected) else None,
             unit: {k: {"real": float(real[k][valid[k]].mean()) if valid[k].any() else None,
                        "dreamed": float(dreamed[k][valid[k]].mean()) if valid[k].any() else None} for k in names},
