@@ -26,6 +26,8 @@ from torch import nn
 
 from .loading import load_strict
 
+# A checkpoint folder ships its reward and termination head in this folder beside config.yaml.
+REWARD_HEAD_DIR = "reward_head"
 WEIGHTS = "reward_head.safetensors"
 CONFIG = "reward_head.yaml"
 
@@ -105,3 +107,11 @@ class RewardHead(nn.Module):
         config["latent_size"] = list(self.config.latent_size)
         (folder / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, folder / WEIGHTS)
+
+
+def checkpoint_reward_head(checkpoint_dir: str | os.PathLike | None,
+                           device: str | torch.device = "cpu") -> RewardHead | None:
+    """The reward head a checkpoint folder ships (`reward_head/` beside its config), or None if it has none."""
+    if checkpoint_dir is None or not (Path(checkpoint_dir) / REWARD_HEAD_DIR).is_dir():
+        return None
+    return RewardHead.from_pretrained(Path(checkpoint_dir) / REWARD_HEAD_DIR, device=device)

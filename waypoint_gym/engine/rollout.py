@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from .controls import control_vectors
 from .keycodes import keycode
-from .loading import resolve_model
 from .world_engine import WorldEngine
 
 
@@ -26,7 +25,7 @@ def random_rollout(checkpoint: str | os.PathLike | None, out_dir: str | os.PathL
     and mouse, from the world's start frames if it ships some. Writes `out_dir/rollout.json` (the returned
     summary, with latent statistics per frame) and, with an autoencoder, `out_dir/frames.png` (8 frames of env 0).
     """
-    eng = WorldEngine(resolve_model(checkpoint), device=device, batch_size=batch_size, n_denoise_steps=n_denoise_steps,
+    eng = WorldEngine(checkpoint, device=device, batch_size=batch_size, n_denoise_steps=n_denoise_steps,
                       seed=seed)
     B = eng.batch_size
     prompt = prompt or eng.config.extra.get("default_prompt")

@@ -21,8 +21,7 @@ import torch
 
 from waypoint_gym.engine import WorldEngine
 from waypoint_gym.engine.controls import KeyMap
-from waypoint_gym.engine.loading import resolve_model
-from waypoint_gym.engine.reward_head import RewardHead
+from waypoint_gym.engine.reward_head import RewardHead, checkpoint_reward_head
 
 from .rewards import RewardFn, make_reward_fn
 
@@ -31,8 +30,6 @@ log = logging.getLogger(__name__)
 # A checkpoint folder may ship its default start: uint8 [n, H, W, 3] (or one HxWx3 frame) in this file.
 START_FRAMES_FILE = "start_frames.npy"
 DEFAULT_START_GREY = 128
-# A checkpoint folder may ship a reward and termination head (waypoint_gym.engine.reward_head) here.
-REWARD_HEAD_DIR = "reward_head"
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16,
@@ -155,7 +152,7 @@ class WorldBatch:
         _pair(obs_size, "obs_size")
         # seed=0: the engine's own generator is never used (noise comes from the env's np_random), and an
         # unseeded engine would re-seed torch's global generator.
-        engine = WorldEngine(resolve_model(model), device=device, dtype=resolve_dtype(dtype), batch_size=batch_size,
+        engine = WorldEngine(model, device=device, dtype=resolve_dtype(dtype), batch_size=batch_size,
                              n_denoise_steps=n_denoise_steps, seed=0)
         if engine.autoencoder is None:
             raise ValueError(
@@ -293,13 +290,10 @@ class WorldBatch:
         from a frame generated from its prompt alone with no keys held (noise from its `rngs` entry).
         Every input must be checked already. Sets the rows' frames, observations, latents, prompts and steps.
         """
-        embs = [self.prompt_rows(p) for p in prompts]  # may encode text: fails before any state changes
         opening = [self.opens_from_prompt(p, f) for p, f in zip(prompts, seed_frames)]
         seeds = [[] if o else self._default_latents if f is None else self.encode(f)
                  for o, f in zip(opening, seed_frames)]
-        self.engine.reset(rows)
-        for row, prompt, emb in zip(rows, prompts, embs):
-            self._apply_prompt(row, prompt, emb)
+        self.begin(rows, prompts)
         for k in range(max(len(z) for z in seeds)):  # frame k of every row that has one, in one pass
             have = [i for i, z in enumerate(seeds) if len(z) > k]
             self.engine.append_latent(torch.stack([seeds[i][k] for i in have]), None, [rows[i] for i in have])
@@ -349,10 +343,9 @@ class WorldBatch:
 
     def _load_reward_head(self) -> RewardHead | None:
         """The checkpoint's reward and termination head (`reward_head/` beside config.yaml), if it ships one."""
-        folder = self.engine.folder
-        if folder is None or not (folder / REWARD_HEAD_DIR).is_dir():
+        head = checkpoint_reward_head(self.engine.folder, self.engine.device)
+        if head is None:
             return None
-        head = RewardHead.from_pretrained(folder / REWARD_HEAD_DIR, device=self.engine.device)
         names = head.config.keys or list(self.keys)
         # Which of the agent's key columns feeds each of the head's key inputs (-1: not pressable here).
         self._head_columns = np.array([self.keys.index(k) if k in self.keys else -1 for k in names])

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from waypoint_gym.engine import WorldEngine
-from waypoint_gym.envs.world_batch import WorldBatch
+from waypoint_gym.engine.reward_head import checkpoint_reward_head
 
 from .control import controllability
 from .drift import long_rollout_drift
@@ -210,7 +210,7 @@ def evaluate_world(
 
 def _reward_head(engine: WorldEngine, notes: list[str]) -> Any:
     """The checkpoint's `reward_head/`, or None with a note saying why not."""
-    head = WorldBatch(engine).reward_head
+    head = checkpoint_reward_head(engine.folder, engine.device)
     if head is None:
         notes.append("reward events skipped: the checkpoint has no reward_head/")
     return head
