@@ -113,6 +113,23 @@ def test_seeker_turns_toward_the_bearing():
     assert mouse[0, 0] > 0.5 and mouse[1, 0] < -0.5
 
 
+def test_idle_spells_leave_the_controls_alone_for_a_few_frames():
+    policy = ExplorationPolicy(64, seed=0, seek_prob=0.5, idle_prob=0.05)
+    keys, mouse = zip(*(policy.act({"waypoint_bearing": np.zeros(64)}) for _ in range(300)))
+    keys, mouse = np.stack(keys, 1), np.stack(mouse, 1)  # [N, T, K], [N, T, 2]
+    idle = (keys.sum(-1) == 0) & (np.abs(mouse).sum(-1) == 0)  # [N, T]
+    # a spell starts on 5% of the frames that are not idle and lasts 3 frames on average (geometric)
+    assert 0.08 < idle.mean() < 0.2
+    starts = (idle[:, 1:] & ~idle[:, :-1]).sum()
+    assert 2.0 < idle[:, 1:].sum() / starts < 4.5  # whole spells, not single frames
+    assert idle[policy.seeking].mean() > 0.05  # seekers pause too
+    busy = ExplorationPolicy(64, seed=0, seek_prob=0.0)
+    keys, mouse = zip(*(busy.act() for _ in range(100)))
+    assert ((np.stack(keys).sum(-1) == 0) & (np.abs(np.stack(mouse)).sum(-1) == 0)).mean() == 0  # off by default
+    with pytest.raises(ValueError, match="idle_prob must lie in"):
+        ExplorationPolicy(2, idle_prob=1.5)
+
+
 def test_collect_env_matches_the_batched_path(tmp_path):
     captions = ["a snowy ice cave at night", "a sunny desert canyon at noon"]
     common = dict(n_segments=2, segment_len=6, seed=1, captions=captions, progress=False)

@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how fast the mouse forgets its last value, in (0, 1] (default 0.15)")
     p.add_argument("--mouse-sigma", type=float, default=None, help="the mouse's noise per frame (default 0.12)")
     p.add_argument("--turn-prob", type=float, default=None, help="chance per frame of a sharp turn (default 0.03)")
+    p.add_argument("--idle-prob", type=float, default=None,
+                   help="chance per frame that an idle spell (no key, no mouse) starts (default 0)")
     p.set_defaults(func=train_collect)
     p = stages.add_parser("autoencoder", help="train an autoencoder of the Waypoint family on the frames")
     p.add_argument("--data", required=True, help="a collection folder (from `train collect`)")

@@ -53,7 +53,8 @@ BEARING_KEYS = ("waypoint_bearing", "nearest_orb_bearing")
 # exploration policy
 
 # The ExplorationPolicy settings a collection may override (besides seek_prob), kept in its meta.json.
-POLICY_SETTINGS = ("hold_mean", "mouse_theta", "mouse_sigma", "turn_prob")
+POLICY_SETTINGS = ("hold_mean", "mouse_theta", "mouse_sigma", "turn_prob", "idle_prob")
+IDLE_MEAN = 3.0  # mean frames of an idle spell
 
 
 class ExplorationPolicy:
@@ -63,7 +64,9 @@ class ExplorationPolicy:
     `KEY_PROBS[key]` of the time (forward most). The mouse is an Ornstein-Uhlenbeck process (smooth turning and
     looking) with occasional sharp turns of a few frames. With probability `seek_prob` per segment an
     environment instead seeks orbs: it turns toward the info's bearing (`BEARING_KEYS`) and sprints forward, so
-    the data holds plenty of orb collections. `reset` draws a new mode for the chosen environments.
+    the data holds plenty of orb collections. With probability `idle_prob` per frame an idle spell starts
+    (mean `IDLE_MEAN` frames, no key and no mouse), so the data shows what the scene does untouched.
+    `reset` draws a new mode for the chosen environments.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class ExplorationPolicy:
         mouse_theta: float = 0.15,
         mouse_sigma: float = 0.12,
         turn_prob: float = 0.03,
+        idle_prob: float = 0.0,
         turn_rate: float = TURN_RATE,
     ):
         if num_envs < 1:
@@ -88,10 +92,13 @@ class ExplorationPolicy:
         if not 0.0 < mouse_theta <= 1.0 or mouse_sigma < 0.0 or not 0.0 <= turn_prob <= 1.0:
             raise ValueError(f"need mouse_theta in (0, 1], mouse_sigma >= 0 and turn_prob in [0, 1], got "
                              f"{mouse_theta}, {mouse_sigma}, {turn_prob}")
+        if not 0.0 <= idle_prob <= 1.0:
+            raise ValueError(f"idle_prob must lie in [0, 1], got {idle_prob}")
         self.num_envs, self.keys = num_envs, tuple(k.upper() for k in keys)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.seek_prob, self.hold_mean, self.turn_rate = seek_prob, hold_mean, turn_rate
         self.mouse_theta, self.mouse_sigma, self.turn_prob = mouse_theta, mouse_sigma, turn_prob
+        self.idle_prob = idle_prob
         self._key_probs = np.array([KEY_PROBS.get(k, KEY_PROB_OTHER) for k in self.keys])  # [K]
         self._column = {k: i for i, k in enumerate(self.keys)}
         n, k = num_envs, len(self.keys)
@@ -101,6 +108,7 @@ class ExplorationPolicy:
         self._mouse = np.zeros((n, 2))  # [N, 2] the OU state
         self._turn_left = np.zeros(n, np.int64)  # frames left of a sharp turn
         self._turn_speed = np.zeros(n)
+        self._idle_left = np.zeros(n, np.int64)  # frames left of an idle spell
         self.reset()
 
     def reset(self, env_indices: Sequence[int] | np.ndarray | None = None) -> None:
@@ -110,6 +118,7 @@ class ExplorationPolicy:
         self._hold[idx] = 0
         self._mouse[idx] = 0.0
         self._turn_left[idx] = 0
+        self._idle_left[idx] = 0
 
     def act(self, info: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The next action of every environment -> (keys uint8 [N, K], mouse float32 [N, 2] in [-1, 1])."""
@@ -153,6 +162,14 @@ class ExplorationPolicy:
             for name, held in (("W", facing), ("S", False), ("A", False), ("D", False), ("SHIFT", True)):
                 if name in self._column:
                     keys[seek, self._column[name]] = np.broadcast_to(held, (n,))[seek]
+
+        # Idle spells: hands off the controls for a few frames.
+        if self.idle_prob > 0:
+            start = (self._idle_left == 0) & (rng.random(n) < self.idle_prob)
+            self._idle_left[start] = rng.geometric(1.0 / IDLE_MEAN, int(start.sum()))
+            idle = self._idle_left > 0
+            keys[idle], mouse[idle] = False, 0.0
+            self._idle_left[idle] -= 1
         return keys.astype(np.uint8), mouse.astype(np.float32)
 
     def _batched(self, info: Mapping[str, Any], name: str) -> np.ndarray:
@@ -304,7 +321,7 @@ def collect_arena(
 
     Every segment starts from a fresh world: seed `seed * SEED_STRIDE + i` and a caption drawn uniformly from
     `captions` (default: every caption of the grammar). `policy` overrides `ExplorationPolicy`'s other
-    settings (`hold_mean`, `mouse_theta`, `mouse_sigma`, `turn_prob`) and is kept in meta.json.
+    settings (`hold_mean`, `mouse_theta`, `mouse_sigma`, `turn_prob`, `idle_prob`) and is kept in meta.json.
     """
     if n_segments < 1 or segment_len < 2 or chunk_segments < 1:
         raise ValueError(f"need n_segments >= 1, segment_len >= 2 and chunk_segments >= 1, got {n_segments}, "
