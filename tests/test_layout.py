@@ -47,6 +47,7 @@ GRAPH = {m: {t for t in imports(p) if t in MODULES and t != m} for m, p in MODUL
     ("waypoint_gym.worlds", ("waypoint_gym.envs", "waypoint_gym.training", "waypoint_gym.evaluation",
                              "waypoint_gym.cli")),
     ("waypoint_gym.training", ("waypoint_gym.evaluation", "waypoint_gym.cli")),
+    ("waypoint_gym.distributed", ("waypoint_gym.training", "waypoint_gym.evaluation", "waypoint_gym.cli")),
 ])
 def test_imports_run_one_way(room, forbidden):
     wrong = sorted((m, t) for m, targets in GRAPH.items() if m.startswith(room)
