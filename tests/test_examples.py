@@ -23,7 +23,7 @@ def run_example(name: str, *args: str, cwd: Path) -> str:
 def test_every_example_is_covered():
     assert {p.name for p in EXAMPLES.glob("*.py")} == {
         "quickstart.py", "seed_frames_and_prompts.py", "custom_reward.py", "vector_env_ppo.py", "dream_vs_real.py",
-        "waypoint_small_gpu.py", "cleanrl_ppo.py"}
+        "waypoint_small_gpu.py", "cleanrl_ppo.py", "rllib_ppo.py"}
 
 
 @pytest.mark.parametrize("name, args, output", [
@@ -49,6 +49,15 @@ def test_waypoint_small_example_on_a_local_folder(ckpt, tmp_path):
     stdout = run_example("waypoint_small_gpu.py", "--model", str(ckpt), "--device", "cpu", "--prompt", "",
                          "--steps", "4", "--out", str(tmp_path / "out.mp4"), cwd=tmp_path)
     assert "frames/s" in stdout and (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def test_rllib_example_trains_with_the_batched_env_in_its_env_runners(tmp_path):
+    pytest.importorskip("ray.rllib.algorithms.ppo", reason="ray[rllib] pins an older gymnasium: it is installed "
+                                                           "on its own, not in the dev extra (examples/rllib_ppo.py)")
+    stdout = run_example("rllib_ppo.py", "--iterations", "1", "--env-runners", "1", "--envs-per-runner", "2",
+                         "--batch", "64", "--out", str(tmp_path / "checkpoint"), cwd=tmp_path)
+    assert "env runners host: WaypointVectorEnv of 2" in stdout and "iteration 1: 64" in stdout
+    assert any((tmp_path / "checkpoint").iterdir())
 
 
 def test_examples_make_their_output_folder_and_fail_loudly(tmp_path):
