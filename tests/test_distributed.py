@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import waypoint_gym  # noqa: F401  (registers the ids)
-from waypoint_gym.distributed import RayVectorEnv, merge_infos, shard_bounds
+from waypoint_gym.distributed import RayVectorEnv, gpus_per_worker, merge_infos, shard_bounds
 from waypoint_gym.envs import SB3VecEnv, VectorDiscreteActions, WaypointVectorEnv
 
 ray = pytest.importorskip("ray", reason="Ray is in the dev extra (pip install 'waypoint-gym[ray]')")
@@ -101,6 +101,12 @@ def test_shard_bounds_and_merged_infos():
                          [2, 1, 1])
     np.testing.assert_array_equal(merged["a"], [1, 2, 0, 5])
     np.testing.assert_array_equal(merged["_a"], [True, False, False, True])
+
+
+def test_each_worker_asks_for_a_gpu_or_a_share_that_packs():
+    assert gpus_per_worker(None, 0, 2) == 0 and gpus_per_worker(None, 8, 4) == 1
+    assert gpus_per_worker(None, 3, 4) == 0.5 and gpus_per_worker(None, 1, 3) == pytest.approx(1 / 3)
+    assert gpus_per_worker(0.25, 8, 4) == 0.25
 
 
 def test_bad_arguments_are_refused_before_ray_starts():
@@ -199,6 +205,11 @@ def test_the_arena_runs_as_gymnasiums_own_vector_env(local_ray):
     assert discrete.single_action_space.n >= 5
     discrete.close()
     local.close()
+
+
+def test_an_env_that_cannot_be_built_raises_its_own_error(local_ray):
+    with pytest.raises(ValueError, match="size must be an int between 16 and 512, got 3"):
+        RayVectorEnv("WaypointArena-v0", 2, 2, size=3)
 
 
 def test_a_worker_killed_mid_episode_is_restarted_and_its_envs_begin_anew(local_ray, ckpt):

@@ -12,6 +12,7 @@ Ray is imported only when a RayVectorEnv is made: `pip install "waypoint-gym[ray
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -67,6 +68,21 @@ def shard_bounds(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
         bounds.append((start, stop))
         start = stop
     return bounds
+
+
+def gpus_per_worker(asked: float | None, cluster_gpus: float, num_workers: int) -> float:
+    """The GPUs each actor asks for: `asked`, or by default one each if the cluster has a GPU per worker; with
+    fewer, 1/k of one, so that k workers share each GPU (whole shares pack onto the GPUs); none without GPUs."""
+    if asked is not None:
+        if isinstance(asked, bool) or not isinstance(asked, (int, float)) or asked < 0:
+            raise ValueError(f"num_gpus_per_worker must be a number >= 0 or None, got {asked!r}")
+        return float(asked)
+    if cluster_gpus <= 0:
+        return 0.0
+    share = 1.0 / math.ceil(num_workers / cluster_gpus)
+    if share < 1:
+        log.warning("%d workers share the cluster's %g GPUs (%.2f each)", num_workers, cluster_gpus, share)
+    return share
 
 
 # ---------------------------------------------------------------------------------------------------- the actor
@@ -204,7 +220,8 @@ class RayVectorEnv(VectorEnv):
     - `vectorization_mode`: `make_vec`'s mode in each actor; None: `"vector_entry_point"` where the id has one,
       else `"sync"`.
     - `num_cpus_per_worker` (1) and `num_gpus_per_worker`: the resources each actor asks Ray for. None: one GPU
-      each if the cluster has a GPU per worker, an equal share of its GPUs if it has fewer, none without GPUs.
+      each if the cluster has a GPU per worker; if it has fewer, 1/k of one, k workers sharing each GPU; none
+      without GPUs.
     - `address`, `ray_init_kwargs`: how to join Ray when this process has not already (`connect`): None starts
       Ray on this machine; `"auto"` or `"ray://host:10001"` for a cluster.
     - `max_restarts` (3): how many times each worker's actor may be replaced after dying.
@@ -268,7 +285,7 @@ class RayVectorEnv(VectorEnv):
         self.bounds = shard_bounds(self.num_envs, self.num_workers)
         self._sizes = [stop - start for start, stop in self.bounds]
 
-        gpus = self._gpus_per_worker(num_gpus_per_worker)
+        gpus = gpus_per_worker(num_gpus_per_worker, ray.cluster_resources().get("GPU", 0), self.num_workers)
         kwargs = dict(env_kwargs)
         if spec.entry_point == ENTRY_POINT and gpus > 0 and "device" not in kwargs:
             kwargs["device"] = "cuda"  # the actor sees only the GPUs Ray gave it (CUDA_VISIBLE_DEVICES)
@@ -298,19 +315,6 @@ class RayVectorEnv(VectorEnv):
             set(self.single_action_space.spaces) == {"keys", "mouse"}
         self._obs = None  # the latest observation of every env, as last returned
         self._pending: list[list[int] | None] = [None] * self.num_workers  # seeds of a replaced worker's reset step
-
-    def _gpus_per_worker(self, asked: float | None) -> float:
-        if asked is not None:
-            if isinstance(asked, bool) or not isinstance(asked, (int, float)) or asked < 0:
-                raise ValueError(f"num_gpus_per_worker must be a number >= 0 or None, got {asked!r}")
-            return float(asked)
-        total = float(self._ray.cluster_resources().get("GPU", 0))
-        if total == 0:
-            return 0.0
-        share = min(1.0, total / self.num_workers)
-        if share < 1:
-            log.warning("%d workers share the cluster's %g GPUs (%.2f each)", self.num_workers, total, share)
-        return share
 
     # ------------------------------------------------------------------------------------ faults
 
