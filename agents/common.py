@@ -1,8 +1,10 @@
 """What the agent scripts share: the action table, the dreamed and real environments, saved policies.
 
 "dream" is `Waypoint-v0` (a world model, the bundled one unless `model` names another) batched in one
-forward pass, its reward and termination from the checkpoint's reward head, and each episode starting from
-the first frame of a new map of the real game (`ArenaStarts`). "real" is the game itself,
+forward pass, its reward and termination from the checkpoint's reward head. Each dreamed episode starts from
+the first frame of a new map of the real game (`ArenaStarts`), or, given a folder of recorded play, from
+several real frames at a random point of a recorded segment (`RecordedStarts`), and is cut (truncated) after
+a short imagination horizon, as world-model agents train. "real" is the game itself,
 `WaypointArena-v0`. Both take the same discrete actions, so a policy trained in one runs in the other.
 """
 
@@ -21,6 +23,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 from waypoint_gym.envs import SB3VecEnv, WaypointVectorEnv
 from waypoint_gym.envs.wrappers import TURN, DiscreteActions, MacroAction, VectorDiscreteActions
+from waypoint_gym.training.data import RecordedStarts
 from waypoint_gym.worlds import ArenaEnv, ArenaStarts
 from waypoint_gym.worlds.arena import DEFAULT_PROMPT
 
@@ -62,20 +65,28 @@ def real_env(prompts: Sequence[str] = (DEFAULT_PROMPT,), max_episode_steps: int 
 
 def make_vec_env(world: str, n_envs: int, seed: int, prompts: Sequence[str] = (DEFAULT_PROMPT,),
                  max_episode_steps: int = 200, model: str | None = None, device: str = "cpu",
-                 n_denoise_steps: int | None = None) -> VecEnv:
+                 n_denoise_steps: int | None = None, starts: str | Path | None = None,
+                 context_frames: int = 6) -> VecEnv:
     """`n_envs` dreamed worlds in one batched pass, or `n_envs` real games, as a stable-baselines3 VecEnv
-    with episode statistics (VecMonitor) and seeds `seed + i`."""
+    with episode statistics (VecMonitor) and seeds `seed + i`; episodes are cut after `max_episode_steps`.
+
+    A dream starts each episode from the first frame of a new map, or with `starts` (a folder of recorded
+    play, `waypoint-gym train collect`) from `context_frames` real frames of a segment recorded under one of
+    `prompts`, drawn anew by each env at each reset."""
     if world not in WORLDS:
         raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
     prompts = list(prompts)
     if not prompts:
         raise ValueError("prompts must name at least one caption")
     if world == "dream":
+        start_fn = ArenaStarts(prompts) if starts is None else RecordedStarts(starts, context_frames, prompts=prompts)
         venv = WaypointVectorEnv(
             n_envs, model=model, device=device, n_denoise_steps=n_denoise_steps, max_episode_steps=max_episode_steps,
-            start_fn=ArenaStarts(prompts),
+            start_fn=start_fn,
         )
         vec = SB3VecEnv(VectorDiscreteActions(venv, NAV_MACROS))
+    elif starts is not None:
+        raise ValueError("starts are for the dream; the real game starts each episode on a new map")
     else:
         vec = DummyVecEnv([lambda: Monitor(real_env(prompts, max_episode_steps))] * n_envs)
     vec.seed(seed)

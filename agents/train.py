@@ -1,10 +1,13 @@
 """Train a stable-baselines3 agent in a dreamed world (Waypoint-v0) or in the real game (WaypointArena-v0).
 
-    python -m agents.train --world dream --algo ppo --steps 50000 --out runs/agents/ppo_dream
-    python -m agents.train --world real  --algo ppo --steps 50000 --out runs/agents/ppo_real
+    python -m agents.train --world dream --horizon 16 --starts runs/data/arena --steps 50000 --out runs/agents/ppo_dream
+    python -m agents.train --world real --algo ppo --steps 50000 --out runs/agents/ppo_real
 
 Both worlds use the same discrete navigation actions (agents.common.NAV_MACROS) and 64x64 RGB observations.
-In the dream the reward and termination come from the world's reward head; in the real game from the game.
+In the dream the reward and termination come from the world's reward head, and episodes are short imagined
+rollouts: `--horizon` steps (truncated), each started from the first frame of a new map, or with `--starts`
+from 6 real frames at a random point of a recorded segment. In the real game episodes last
+`--max-episode-steps` and reward and termination come from the game.
 Every `--eval-every` steps the policy plays `--eval-episodes` held-out episodes of the real game (for the
 learning curve only: a dream-trained agent never learns from them). Writes into `--out`: `model.zip`,
 checkpoints, `curve.csv` (steps, wall seconds, training return, real-game return), `train.json`, and
@@ -99,7 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--algo", choices=sorted(ALGOS), default="ppo")
     p.add_argument("--steps", type=int, default=50_000, help="environment steps in all")
     p.add_argument("--n-envs", type=int, default=16)
-    p.add_argument("--max-episode-steps", type=int, default=200)
+    p.add_argument("--max-episode-steps", type=int, default=200, help="real game: steps per episode (and evaluations)")
+    p.add_argument("--horizon", type=int, default=16, help="dream: imagined steps per episode (then truncated)")
+    p.add_argument("--starts", help="dream: a folder of recorded play (train collect) to start episodes from")
+    p.add_argument("--context-frames", type=int, default=6, help="dream with --starts: real frames per start")
     p.add_argument("--prompt", action="append", help="caption(s) of the worlds (repeat); default: the default prompt")
     p.add_argument("--model", help="dream: a Waypoint checkpoint folder or hub id (default: the bundled world)")
     p.add_argument("--n-denoise-steps", type=int, help="dream: denoising steps per frame (default: the model's)")
@@ -112,15 +118,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    if args.steps < 1 or args.n_envs < 1:
-        p.error("--steps and --n-envs must be positive")
+    if args.steps < 1 or args.n_envs < 1 or args.horizon < 1:
+        p.error("--steps, --n-envs and --horizon must be positive")
+    if args.starts and args.world != "dream":
+        p.error("--starts is for --world dream; the real game starts each episode on a new map")
     if args.threads:
         torch.set_num_threads(args.threads)
     prompts = args.prompt or [DEFAULT_PROMPT]
     args.out.mkdir(parents=True, exist_ok=True)
 
-    env = make_vec_env(args.world, args.n_envs, args.seed, prompts, args.max_episode_steps, args.model, args.device,
-                       args.n_denoise_steps)
+    episode_steps = args.horizon if args.world == "dream" else args.max_episode_steps
+    env = make_vec_env(args.world, args.n_envs, args.seed, prompts, episode_steps, args.model, args.device,
+                       args.n_denoise_steps, args.starts, args.context_frames)
     agent = ALGOS[args.algo]("CnnPolicy", env, seed=args.seed, device=args.device, verbose=0,
                              tensorboard_log=tensorboard_dir(args.out), **ALGO_KWARGS[args.algo])
     callbacks = [CheckpointCallback(max(args.checkpoint_every // args.n_envs, 1), str(args.out / "checkpoints"),
@@ -143,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
     env.close()
     summary = {
         "world": args.world, "algo": args.algo, "steps": int(agent.num_timesteps), "n_envs": args.n_envs,
-        "max_episode_steps": args.max_episode_steps, "prompts": prompts, "model": args.model,
+        "max_episode_steps": episode_steps, "horizon": args.horizon if args.world == "dream" else None,
+        "starts": args.starts if args.world == "dream" else None, "prompts": prompts, "model": args.model,
         "n_denoise_steps": args.n_denoise_steps, "seed": args.seed, "wall_s": round(wall, 1),
         "steps_per_s": round(agent.num_timesteps / wall, 1), "torch_threads": torch.get_num_threads(),
         "final_real_return": curve.rows[-1]["real_return"] if curve and curve.rows else None,

@@ -22,6 +22,7 @@ from agents.common import (
     play_real,
     real_env,
 )
+from waypoint_gym.worlds.arena import DEFAULT_PROMPT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -53,11 +54,16 @@ def test_train_and_evaluate_end_to_end(tmp_path):
     assert [int(r["steps"]) for r in rows][0] == 0 and len(rows) >= 3
     assert json.loads((out / "train.json").read_text())["algo"] == "ppo"
 
-    dream = train.main(["--world", "dream", "--algo", "a2c", "--steps", "32", "--n-envs", "2",
-                        "--max-episode-steps", "8", "--eval-every", "0", "--out", str(tmp_path / "a2c_dream"),
+    from waypoint_gym.training import collect_arena
+
+    collect_arena(tmp_path / "play", n_segments=2, segment_len=8, n_envs=2, captions=[DEFAULT_PROMPT], progress=False)
+    dream = train.main(["--world", "dream", "--algo", "a2c", "--steps", "32", "--n-envs", "2", "--horizon", "8",
+                        "--starts", str(tmp_path / "play"), "--eval-every", "0", "--out", str(tmp_path / "a2c_dream"),
                         "--no-progress"])
-    assert dream["world"] == "dream" and dream["steps"] >= 32
+    assert dream["world"] == "dream" and dream["horizon"] == 8 and dream["starts"] == str(tmp_path / "play")
     assert dream["steps"] == 32  # one rollout of 16 steps in 2 envs: the bar ends where it says
+    with pytest.raises(SystemExit):  # recorded starts are for the dream
+        train.main(["--world", "real", "--starts", str(tmp_path / "play"), "--out", str(tmp_path / "x")])
 
     report = evaluate.main([str(out / "model.zip"), "--episodes", "3", "--max-episode-steps", "6", "--n-envs", "2",
                             "--video-episodes", "2", "--out", str(tmp_path / "eval")])
@@ -104,7 +110,8 @@ def test_headline_plot_reads_both_learning_curves(tmp_path):
         rows = ["steps,wall_s,train_return,real_return,real_ci95"]
         rows += [f"{s},1.0,nan,{r},0.1" for s, r in zip((0, 1000), returns)]
         (tmp_path / name / "curve.csv").write_text("\n".join(rows))
-    plot_curves(tmp_path, tmp_path / "fig" / "curves.png", {"random agent": 0.25, "scripted agent": 3.2})
+    plot_curves(tmp_path, tmp_path / "fig" / "curves.png", {"random agent": 0.25, "scripted agent": 3.2},
+                {"ppo_real": "real", "ppo_dream": "dream"})
     assert cv2.imread(str(tmp_path / "fig" / "curves.png")).shape[2] == 3
 
 

@@ -9,7 +9,7 @@ import torch
 from waypoint_gym.engine.autoencoder import Autoencoder
 from waypoint_gym.training.autoencoder import autoencoder_config
 from waypoint_gym.training.collect import collect_arena
-from waypoint_gym.training.data import encode_dataset, load_chunks, load_latents, read_meta
+from waypoint_gym.training.data import RecordedStarts, encode_dataset, load_chunks, load_latents, read_meta
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -53,3 +53,53 @@ def test_encode_dataset_caches_the_latents(data_dir, tiny_ae, tmp_path, suffix):
     frames = load_chunks(data_dir, ["frames"])["frames"]
     expected = tiny_ae.encode(frames[3]).numpy()  # [8, 4, 8, 8]
     np.testing.assert_allclose(latents[3], expected, atol=2e-3, rtol=2e-3)
+
+
+def test_recorded_starts_give_consecutive_real_frames_with_their_prompt(data_dir):
+    d = load_chunks(data_dir)
+    starts = RecordedStarts(data_dir, context_frames=6)
+    assert len(starts) == 4  # segment 4 holds only 5 frames
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        start = starts(rng)
+        s, end = starts.last_segment, starts.last_frame
+        seen.add((s, end))
+        assert s != 4 and 5 <= end < 8 and start["prompt"] == d["prompt"][s]
+        np.testing.assert_array_equal(start["seed_frames"], d["frames"][s, end - 5: end + 1])
+    assert len({s for s, _ in seen}) == 4 and len({e for _, e in seen}) == 3  # every segment, every cut
+    assert len(RecordedStarts(data_dir, context_frames=2, max_segments=3)) == 3  # the first chunks only
+    only = RecordedStarts(data_dir, prompts=[str(d["prompt"][1])])
+    assert {str(d["prompt"][s]) for s in only.segments} == {str(d["prompt"][1])}
+    with pytest.raises(ValueError, match="under the prompts"):
+        RecordedStarts(data_dir, prompts=["a caption nobody recorded"])
+    with pytest.raises(ValueError, match="has 9 frames"):
+        RecordedStarts(data_dir, context_frames=9)
+
+
+def test_dreamed_episodes_from_recorded_starts_are_cut_at_the_horizon(data_dir):
+    """Each env draws its own recorded start at every reset, and its episode is truncated after 3 steps."""
+    from waypoint_gym.envs import WaypointVectorEnv
+
+    d = load_chunks(data_dir)
+    starts = RecordedStarts(data_dir, context_frames=3)
+    drawn = []
+
+    def start_fn(rng):
+        start = starts(rng)
+        drawn.append((starts.last_segment, starts.last_frame))
+        return start
+
+    env = WaypointVectorEnv(2, max_episode_steps=3, start_fn=start_fn, reward_fn=lambda *a: 0.0)
+    obs, _ = env.reset(seed=0)
+    for i, (s, end) in enumerate(drawn):
+        np.testing.assert_array_equal(obs[i], d["frames"][s, end])  # the episode opens on its last real frame
+    action = {"keys": np.zeros((2, 6), np.int8), "mouse": np.zeros((2, 2), np.float32)}
+    for _ in range(3):
+        obs, _, terminated, truncated, _ = env.step(action)
+    assert truncated.all() and not terminated.any()
+    obs, *_ = env.step(action)  # autoreset: a new start for each env
+    assert len(drawn) == 4
+    for i, (s, end) in enumerate(drawn[2:]):
+        np.testing.assert_array_equal(obs[i], d["frames"][s, end])
+    env.close()

@@ -16,6 +16,7 @@ import torch
 from waypoint_gym.engine import DEFAULT_KEYS, WaypointConfig, WorldEngine, random_checkpoint
 from waypoint_gym.envs.world_batch import WorldBatch
 from waypoint_gym.evaluation import (
+    CALIBRATION_SEED,
     DEFAULT_CAPTIONS,
     EVAL_SEED,
     ThemeClassifier,
@@ -29,7 +30,7 @@ from waypoint_gym.evaluation import (
 from waypoint_gym.evaluation.control import turn_following
 from waypoint_gym.evaluation.fidelity import detail, pixel_std, ssim
 from waypoint_gym.evaluation.inverse_dynamics import action_classes, balanced_accuracy, fit_inverse_dynamics
-from waypoint_gym.evaluation.rewards import within
+from waypoint_gym.evaluation.rewards import choose_threshold, within
 from waypoint_gym.worlds.arena import WALK_SPEED, ArenaBatch
 
 TINY = dict(
@@ -261,3 +262,30 @@ def test_inverse_dynamics_reads_real_actions():
     test_pairs, test_classes = pairs(EVAL_SEED + 1000)
     accuracy = balanced_accuracy(model.predict(test_pairs), test_classes)
     assert accuracy["turn"] >= 0.9 and accuracy["walk"] >= 0.7, accuracy  # chance: 1/3
+
+
+def test_choose_threshold_finds_the_collections_the_head_scores_highest():
+    target = np.zeros((4, 16), bool)
+    target[[0, 1, 2], [3, 7, 12]] = True
+    probs = np.full((4, 16), 0.05)
+    probs[[0, 1, 2], [4, 7, 11]] = [0.3, 0.35, 0.4]  # the head fires on time or a step off, below 0.5
+    probs[3, 5] = 0.2  # and once on nothing, less sure
+    chosen = choose_threshold(target, probs, slack=1)
+    assert 0.2 <= chosen["threshold"] < 0.3 and chosen["precision"] == 1.0 and chosen["recall"] == 1.0
+    exact = choose_threshold(target, probs, slack=0)  # only the firing on time counts
+    assert exact["recall"] == pytest.approx(1 / 3) and exact["precision"] == 0.5 and 0.3 <= exact["threshold"] < 0.35
+    assert choose_threshold(np.zeros_like(target), probs)["threshold"] is None  # nothing to find
+
+
+def test_calibrate_reward_head_writes_the_head_with_its_threshold(full_checkpoint, tmp_path):
+    from waypoint_gym.cli import main
+    from waypoint_gym.engine import RewardHead
+
+    main(["calibrate-reward-head", str(full_checkpoint), "--out", str(tmp_path / "head"), "--rollouts", "2",
+          "--worlds", "2", "--horizon", "3"])
+    calibration = json.loads((tmp_path / "head" / "calibration.json").read_text())
+    assert calibration["n_worlds"] == 2 and calibration["horizon"] == 3 and calibration["seed"] == CALIBRATION_SEED
+    assert calibration["saved"]["threshold"] == 0.5 and len(calibration["curve"]) >= 1
+    head = RewardHead.from_pretrained(tmp_path / "head")
+    expected = 0.5 if calibration["threshold"] is None else calibration["threshold"]
+    assert head.config.reward_threshold == pytest.approx(expected)

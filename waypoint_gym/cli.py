@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,8 @@ def train_collect(args: argparse.Namespace) -> None:
 
     policy = {name: getattr(args, name) for name in POLICY_SETTINGS if getattr(args, name) is not None}
     meta = collect_arena(args.out, args.segments, segment_len=args.segment_len, n_envs=args.envs, seed=args.seed,
-                         seek_prob=args.seek_prob, policy=policy)
-    print(json.dumps({k: v for k, v in meta.items() if k != "captions"}, indent=2))
+                         seek_prob=args.seek_prob, policy=policy, captions=args.prompt)
+    print(json.dumps({k: v for k, v in meta.items() if k not in ("captions", "captions_used")}, indent=2))
 
 
 def train_autoencoder(args: argparse.Namespace) -> None:
@@ -147,6 +148,30 @@ def evaluate_world(args: argparse.Namespace) -> None:
     print((Path(args.out) / "world_eval.md").read_text() if (Path(args.out) / "world_eval.md").exists() else report)
 
 
+def calibrate_reward_head(args: argparse.Namespace) -> None:
+    """Choose the reward head's threshold on the world's own open-loop dreams and save the head with it."""
+    import dataclasses
+
+    from waypoint_gym.engine import WorldEngine
+    from waypoint_gym.engine.reward_head import RewardHead, checkpoint_reward_head
+    from waypoint_gym.evaluation import calibrate_reward_threshold
+
+    engine = WorldEngine(None if args.checkpoint == "dream" else args.checkpoint, batch_size=args.worlds, seed=0)
+    head = RewardHead.from_pretrained(args.head) if args.head else checkpoint_reward_head(engine.folder)
+    if head is None:
+        raise FileNotFoundError(f"{engine.folder} ships no reward_head/ folder; name one with --head")
+    result = calibrate_reward_threshold(engine, head, args.rollouts, args.horizon)
+    out = Path(args.out)
+    if result["threshold"] is not None:
+        head.config = dataclasses.replace(head.config, reward_threshold=result["threshold"])
+    head.save_pretrained(out)
+    (out / "calibration.json").write_text(json.dumps(result, indent=2))
+    summary = {k: result[k] for k in ("threshold", "precision", "recall", "f1", "events", "predicted")}
+    print(json.dumps({**summary, "saved": result["saved"], "out": str(out)}, indent=2))
+    if result["threshold"] is None:
+        print("the head found no collection at any threshold: saved with its old threshold", file=sys.stderr)
+
+
 def play(args: argparse.Namespace) -> None:
     """Play a world by hand in an OpenCV window (see waypoint_gym/play.py for the controls)."""
     from waypoint_gym.play import play as play_world
@@ -200,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--envs", type=int, default=32, help="arena envs played at once")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--seek-prob", type=float, default=0.4, help="share of segments that seek orbs")
+    p.add_argument("--prompt", action="append", default=None,
+                   help="caption of the recorded worlds (repeat for several; default: every caption of the grammar)")
     p.add_argument("--hold-mean", type=float, default=None, help="mean frames a key is held (default 6)")
     p.add_argument("--mouse-theta", type=float, default=None,
                    help="how fast the mouse forgets its last value, in (0, 1] (default 0.15)")
@@ -294,6 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance on the prompt (default: the checkpoint's, else 1: none)")
     p.add_argument("--quick", action="store_true", help="a few worlds and steps: a smoke test, not a measurement")
     p.set_defaults(func=evaluate_world)
+
+    p = sub.add_parser("calibrate-reward-head",
+                       help="choose the reward head's threshold on the world's own 16-step dreams from real starts")
+    p.add_argument("checkpoint", nargs="?", default="dream",
+                   help="'dream' (the bundled world), a checkpoint folder or a hub id")
+    p.add_argument("--out", required=True, help="folder for the calibrated head and calibration.json")
+    p.add_argument("--head", default=None, help="a reward head folder (default: the checkpoint's reward_head/)")
+    p.add_argument("--rollouts", type=int, default=64, help="open-loop rollouts")
+    p.add_argument("--worlds", type=int, default=16, help="rollouts played at once (the engine's batch)")
+    p.add_argument("--horizon", type=int, default=16, help="dreamed steps per rollout")
+    p.set_defaults(func=calibrate_reward_head)
 
     p = sub.add_parser("play", help="play a world with keyboard and mouse (dream, real, or a checkpoint)")
     p.add_argument("world", nargs="?", default="dream",

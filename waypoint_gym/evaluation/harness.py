@@ -24,6 +24,7 @@ from waypoint_gym.worlds.arena import ArenaBatch
 
 EVAL_SEED = 1_000_000  # world seeds of evaluations start here; training collections use 0, 1, 2, ...
 SEED_BLOCK = 100_000  # seed distance between the metrics of one evaluation, so they play different worlds
+CALIBRATION_SEED = 5_000_000  # world seeds of calibrations (the reward threshold): apart from the evaluation's
 STRIP_FRAMES = 16  # frames per strip row
 STRIP_WORLDS = 4  # worlds per strip
 

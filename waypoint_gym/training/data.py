@@ -167,3 +167,61 @@ def world_model_data(data_dir: str | os.PathLike, latents: str | os.PathLike) ->
     data = load_chunks(data_dir, fields=["keys", "mouse", "prompt", "length", "reward"])
     data["latents"] = load_latents(latents)
     return data, list(read_meta(data_dir)["keys"]), sorted(set(map(str, data["prompt"])))
+
+
+class RecordedStarts:
+    """Episode starts from recorded play, for the Waypoint envs' `start_fn`: each call picks a segment of a
+    collection and a random point in it, and returns the `context_frames` real frames up to that point as the
+    seed frames, with the segment's prompt, so a dreamed episode goes on from the middle of real play.
+
+    The frames of at most `max_segments` segments (the first ones; all by default) are read into memory, with
+    the keys and mouse that made them (`keys` [S, L, K], `mouse` [S, L, 2]); with `prompts`, starts are drawn
+    only from segments recorded under one of those captions. The seed frames are appended to
+    the world with nothing pressed, as every seed frame is. `last_segment` and `last_frame` say where the latest
+    start was taken (its seed frames are frames `last_frame - context_frames + 1 .. last_frame`).
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, context_frames: int = 6, max_segments: int | None = None,
+                 prompts: Sequence[str] | None = None):
+        if context_frames < 1:
+            raise ValueError(f"context_frames must be at least 1, got {context_frames}")
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of captions, not one str; wrap it in a list")
+        data = _first_segments(data_dir, max_segments)
+        usable = data["length"] >= context_frames
+        if prompts is not None:
+            usable &= np.isin(data["prompt"].astype(str), list(prompts))
+        self.segments = np.flatnonzero(usable)
+        if len(self.segments) == 0:
+            wanted = "" if prompts is None else f" under the prompts {list(prompts)}"
+            raise ValueError(f"no segment in {data_dir} has {context_frames} frames{wanted}")
+        self.frames, self.keys, self.mouse = data["frames"], data["keys"], data["mouse"]  # [S, L, H, W, 3], ...
+        self.lengths, self.prompts = data["length"], [str(p) for p in data["prompt"]]
+        self.key_names = list(read_meta(data_dir)["keys"])
+        self.context_frames = context_frames
+        self.last_segment: int | None = None
+        self.last_frame: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def __call__(self, rng: np.random.Generator) -> dict[str, Any]:
+        s = int(self.segments[rng.integers(len(self.segments))])
+        end = int(rng.integers(self.context_frames - 1, self.lengths[s]))  # the last seed frame
+        self.last_segment, self.last_frame = s, end
+        return {"prompt": self.prompts[s], "seed_frames": self.frames[s, end - self.context_frames + 1: end + 1]}
+
+
+def _first_segments(data_dir: str | os.PathLike, n: int | None) -> dict[str, np.ndarray]:
+    """What a start needs of a collection's first `n` segments (all for None), reading only their chunks."""
+    if n is not None and n < 1:
+        raise ValueError(f"max_segments must be at least 1, got {n}")
+    parts, left = [], n
+    for path in chunk_paths(data_dir):
+        with np.load(path) as chunk:
+            parts.append({k: chunk[k][:left] for k in ("frames", "keys", "mouse", "length", "prompt")})
+        if left is not None:
+            left -= len(parts[-1]["length"])
+            if left <= 0:
+                break
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
