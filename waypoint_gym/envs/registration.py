@@ -22,5 +22,5 @@ def register_envs() -> None:
             continue
         register(
             id=env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT, kwargs=dict(kwargs),
-            disable_env_checker=False,
+            order_enforce=False, disable_env_checker=True,
         )
