@@ -5,12 +5,13 @@ the real game, with the random and scripted agents as references (docs/results.m
         --figure docs/images/results/learning_curves.png
 
 Trains `ppo_real` in the real game and `ppo_dream` in the dream for the same agent steps, and `ppo_dream_4x`
-in the dream for `--dream-factor` (4) times as many (each skipped where `--out/<name>/model.zip` exists; a
-factor of 0: no such run). Dreamed episodes are `--horizon`-step imagined rollouts started from recorded real play
-(`--starts`), or from a map's first frame without it. Evaluates every agent on the same held-out real starts
-(agents/evaluate.py), plots the real-game learning curves of all the runs in one figure and writes
-`headline.json`: returns with 95% intervals, each dream-trained agent's share of the real-trained agent's
-real-game return, and the training wall times.
+in the dream for `--dream-factor` (4) times as many (a factor of 0: no such run). Dreamed episodes are
+`--horizon`-step imagined rollouts started from recorded real play (`--starts`), or from a map's first frame
+without it. Evaluates every agent on the same held-out real starts (agents/evaluate.py). A run is skipped
+where its `--out/<name>/model.zip` exists, an evaluation where its `eval.json` does. Then it plots the
+real-game learning curves of all the runs in one figure and writes `headline.json`: returns with 95%
+intervals, each dream-trained agent's share of the real-trained agent's real-game return, and the training
+wall times.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
     reports = {}
     policies = {**{name: args.out / name / "model.zip" for name in runs}, "random": "random", "scripted": "scripted"}
     for name, policy in policies.items():
+        done = args.out / "eval" / name / "eval.json"
+        if done.exists() and json.loads(done.read_text())["episodes"] == args.episodes:  # evaluated already
+            reports[name] = json.loads(done.read_text())
+            continue
         reports[name] = evaluate.main([str(policy), "--episodes", str(args.episodes),
                                        "--out", str(args.out / "eval" / name), *common])
     trained = {name: json.loads((args.out / name / "train.json").read_text()) for name in runs}
