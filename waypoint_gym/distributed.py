@@ -23,6 +23,7 @@ from gymnasium.vector.utils import batch_space
 
 from waypoint_gym.engine.controls import check_actions
 from waypoint_gym.envs.registration import ENTRY_POINT
+from waypoint_gym.envs.seeding import per_env_seeds
 
 log = logging.getLogger(__name__)
 
@@ -370,12 +371,7 @@ class RayVectorEnv(VectorEnv):
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         n = self.num_envs
-        if seed is None or isinstance(seed, (int, np.integer)):
-            seeds = [None if seed is None else int(seed) + i for i in range(n)]
-        elif isinstance(seed, (Sequence, np.ndarray)) and len(seed) == n:
-            seeds = [None if s is None else int(s) for s in seed]
-        else:
-            raise ValueError(f"seed must be None, an int, or a list of {n} seeds (one per env), got {seed!r}")
+        seeds = per_env_seeds(seed, n)
         if options is not None and not isinstance(options, Mapping):
             raise TypeError(f"options must be a dict, got {type(options).__name__}")
         options = dict(options or {})

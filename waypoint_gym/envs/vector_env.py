@@ -20,6 +20,7 @@ from gymnasium.vector.utils import batch_space
 from waypoint_gym.display import require_display
 
 from .rewards import RewardFn
+from .seeding import per_env_seeds
 from .spaces import action_space
 from .world_batch import (
     Prompt,
@@ -154,12 +155,7 @@ class WaypointVectorEnv(VectorEnv):
             mask = np.ones(n, bool)
         elif not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (n,) or not mask.any():
             raise ValueError(f"options['reset_mask'] must be a bool array of shape ({n},) with a True, got {mask!r}")
-        if seed is None or isinstance(seed, (int, np.integer)):
-            seeds = [None if seed is None else int(seed) + i for i in range(n)]
-        elif isinstance(seed, (Sequence, np.ndarray)) and len(seed) == n:
-            seeds = [None if s is None else int(s) for s in seed]
-        else:
-            raise ValueError(f"seed must be None, an int, or a list of {n} seeds (one per env), got {seed!r}")
+        seeds = per_env_seeds(seed, n)
         rows = [int(i) for i in np.flatnonzero(mask)]
         # None, or a None entry of a per-env list, falls back to the constructor's prompt and seed frames.
         prompts = self._per_env_prompts(opts.get("prompt"))
