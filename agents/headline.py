@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
     policies = {**{name: args.out / name / "model.zip" for name in runs}, "random": "random", "scripted": "scripted"}
     for name, policy in policies.items():
         done = args.out / "eval" / name / "eval.json"
-        if done.exists() and json.loads(done.read_text())["episodes"] == args.episodes:  # evaluated already
-            reports[name] = json.loads(done.read_text())
+        report = json.loads(done.read_text()) if done.exists() else None
+        if report is not None and report["episodes"] == args.episodes:  # evaluated already
+            reports[name] = report
             continue
         reports[name] = evaluate.main([str(policy), "--episodes", str(args.episodes),
                                        "--out", str(args.out / "eval" / name), *common])

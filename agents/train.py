@@ -1,6 +1,7 @@
 """Train a stable-baselines3 agent in a dreamed world (Waypoint-v0) or in the real game (WaypointArena-v0).
 
-    python -m agents.train --world dream --horizon 16 --starts runs/data/arena --steps 50000 --out runs/agents/ppo_dream
+    python -m agents.train --world dream --horizon 16 --starts runs/data/starts_mossy --steps 50000 \
+        --out runs/agents/ppo_dream
     python -m agents.train --world real --algo ppo --steps 50000 --out runs/agents/ppo_real
 
 Both worlds use the same discrete navigation actions (agents.common.NAV_MACROS) and 64x64 RGB observations.

@@ -39,6 +39,9 @@ def test_load_chunks_concatenates_in_order(data_dir):
     small = load_chunks(data_dir, ["reward", "prompt"])
     assert set(small) == {"reward", "prompt"} and (small["prompt"] == d["prompt"]).all()
     assert read_meta(data_dir)["n_segments"] == 5
+    assert load_chunks(data_dir, ["seed", "prompt"], max_segments=3)["seed"].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="max_segments must be at least 1"):
+        load_chunks(data_dir, max_segments=0)
     with pytest.raises(ValueError, match="unknown fields"):
         load_chunks(data_dir, ["frame"])
     with pytest.raises(FileNotFoundError):

@@ -150,8 +150,6 @@ def evaluate_world(args: argparse.Namespace) -> None:
 
 def calibrate_reward_head(args: argparse.Namespace) -> None:
     """Choose the reward head's threshold on the world's own open-loop dreams and save the head with it."""
-    import dataclasses
-
     from waypoint_gym.engine import WorldEngine
     from waypoint_gym.engine.reward_head import RewardHead, checkpoint_reward_head
     from waypoint_gym.evaluation import calibrate_reward_threshold
@@ -163,7 +161,7 @@ def calibrate_reward_head(args: argparse.Namespace) -> None:
     result = calibrate_reward_threshold(engine, head, args.rollouts, args.horizon)
     out = Path(args.out)
     if result["threshold"] is not None:
-        head.config = dataclasses.replace(head.config, reward_threshold=result["threshold"])
+        head.config.reward_threshold = result["threshold"]
     head.save_pretrained(out)
     (out / "calibration.json").write_text(json.dumps(result, indent=2))
     summary = {k: result[k] for k in ("threshold", "precision", "recall", "f1", "events", "predicted")}

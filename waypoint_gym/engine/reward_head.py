@@ -77,14 +77,19 @@ class RewardHead(nn.Module):
         return self.mlp(x)  # [N, 2]
 
     @torch.no_grad()
+    def probabilities(self, prev: Any, latent: Any, keys: Any, mouse: Any) -> torch.Tensor:
+        """(prev [N, C, h, w], latent [N, C, h, w], keys [N, K], mouse [N, 2]), arrays or tensors on any device ->
+        the probabilities [N, 2] of "orb collected" and "episode ended", on the head's device."""
+        device = self.conv1.weight.device
+        args = [torch.as_tensor(a).to(device) for a in (prev, latent, keys, mouse)]
+        return torch.sigmoid(self(*args).float())
+
     def predict(self, prev: Any, latent: Any, keys: Any, mouse: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(prev [N, C, h, w], latent [N, C, h, w], keys [N, K], mouse [N, 2]) -> (reward [N], terminated [N]).
 
         The reward (float) is 1.0 where the probability of "orb collected" passes the saved threshold, else 0.0.
         """
-        device = self.conv1.weight.device
-        args = [torch.as_tensor(a).to(device) for a in (prev, latent, keys, mouse)]
-        probs = torch.sigmoid(self(*args).float())  # [N, 2]
+        probs = self.probabilities(prev, latent, keys, mouse)  # [N, 2]
         reward = (probs[:, 0] > self.config.reward_threshold).float()
         terminated = probs[:, 1] > self.config.termination_threshold
         return reward, terminated

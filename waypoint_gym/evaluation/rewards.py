@@ -116,7 +116,6 @@ def open_loop_reward_probabilities(
     harness = Harness(engine, captions, mouse_scale, progress)
     keys = harness.keys
     columns = [keys.index(k) for k in [k.upper() for k in (reward_head.config.keys or keys)]]
-    device = next(reward_head.parameters()).device
     n_worlds = n_worlds or engine.batch_size
     target, probs = [], []
     for pair in harness.pairs(n_worlds, n_context - 1 + horizon, seed, exploration(1.0, keys), "open-loop rewards"):
@@ -129,11 +128,9 @@ def open_loop_reward_probabilities(
             pressed, mouse = pair.act()
             _, reward = pair.play(pressed, mouse)
             latent = pair.dream(pressed, mouse)
-            keys_in = torch.from_numpy(pressed[:, columns].astype(np.float32)).to(device)
-            with torch.no_grad():
-                logits = reward_head(previous.to(device), latent.to(device), keys_in,
-                                     torch.from_numpy(np.asarray(mouse, np.float32)).to(device))
-            head_probs.append(torch.sigmoid(logits[:, 0].float()).cpu().numpy())
+            probs_now = reward_head.probabilities(previous, latent, pressed[:, columns].astype(np.float32),
+                                                  np.asarray(mouse, np.float32))
+            head_probs.append(probs_now[:, 0].cpu().numpy())
             real_events.append(np.asarray(reward) > 0)
             previous = latent
         target.append(np.stack(real_events, 1))  # [n, horizon]

@@ -41,8 +41,10 @@ def read_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads((Path(data_dir) / "meta.json").read_text())
 
 
-def load_chunks(data_dir: str | os.PathLike, fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Every chunk's arrays concatenated over segments: {name: [S, ...]}; `fields` picks some (all by default).
+def load_chunks(data_dir: str | os.PathLike, fields: Sequence[str] | None = None,
+                max_segments: int | None = None) -> dict[str, np.ndarray]:
+    """Every chunk's arrays concatenated over segments: {name: [S, ...]}; `fields` picks some (all by default),
+    `max_segments` keeps the first segments only (reading only the chunks that hold them).
 
     Leaving out "frames" reads only the small arrays, which is fast. Arrays are filled in place, so peak memory
     is the result plus one chunk.
@@ -52,16 +54,23 @@ def load_chunks(data_dir: str | os.PathLike, fields: Sequence[str] | None = None
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown fields {unknown}; the chunks hold {list(FIELDS)}")
-    counts = []
+    if max_segments is not None and max_segments < 1:
+        raise ValueError(f"max_segments must be at least 1, got {max_segments}")
+    counts, left = [], max_segments
     for path in paths:
         with np.load(path) as chunk:
-            counts.append(len(chunk["length"]))
+            counts.append(len(chunk["length"]) if left is None else min(len(chunk["length"]), left))
+        if left is not None:
+            left -= counts[-1]
+            if left == 0:
+                break
+    paths = paths[:len(counts)]
     total, offset = sum(counts), 0
     out: dict[str, Any] = {}
     for path, count in zip(paths, counts):
         with np.load(path) as chunk:
             for name in fields:
-                array = chunk[name]
+                array = chunk[name][:count]
                 if array.dtype.kind == "U":  # string widths differ between chunks: join at the end
                     out.setdefault(name, []).append(array)
                     continue
@@ -187,7 +196,7 @@ class RecordedStarts:
             raise ValueError(f"context_frames must be at least 1, got {context_frames}")
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of captions, not one str; wrap it in a list")
-        data = _first_segments(data_dir, max_segments)
+        data = load_chunks(data_dir, ["frames", "keys", "mouse", "length", "prompt"], max_segments)
         usable = data["length"] >= context_frames
         if prompts is not None:
             usable &= np.isin(data["prompt"].astype(str), list(prompts))
@@ -210,18 +219,3 @@ class RecordedStarts:
         end = int(rng.integers(self.context_frames - 1, self.lengths[s]))  # the last seed frame
         self.last_segment, self.last_frame = s, end
         return {"prompt": self.prompts[s], "seed_frames": self.frames[s, end - self.context_frames + 1: end + 1]}
-
-
-def _first_segments(data_dir: str | os.PathLike, n: int | None) -> dict[str, np.ndarray]:
-    """What a start needs of a collection's first `n` segments (all for None), reading only their chunks."""
-    if n is not None and n < 1:
-        raise ValueError(f"max_segments must be at least 1, got {n}")
-    parts, left = [], n
-    for path in chunk_paths(data_dir):
-        with np.load(path) as chunk:
-            parts.append({k: chunk[k][:left] for k in ("frames", "keys", "mouse", "length", "prompt")})
-        if left is not None:
-            left -= len(parts[-1]["length"])
-            if left <= 0:
-                break
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
