@@ -21,29 +21,16 @@ def fixture_dir(name: str) -> Path:
 
 def fixture_ctrls(rollout) -> list:
     """The fixture rollout's per-frame controls as CtrlInput."""
-    from waypoint_gym.engine import CtrlInput
+    from waypoint_gym.engine.parity import fixture_ctrls
 
-    return [
-        CtrlInput(
-            button={int(i) for i in rollout["buttons"][t].nonzero().flatten()},
-            mouse=tuple(rollout["mouse"][t].tolist()),
-            scroll_wheel=int(rollout["scroll"][t, 0]),
-        )
-        for t in range(len(rollout["buttons"]))
-    ]
+    return fixture_ctrls(rollout)
 
 
 def run_parity_protocol(engine, rollout) -> list:
     """The fixture README's protocol: 2 seed frames by cache pass, then 14 generated from the given noise."""
-    engine.reset()
-    engine.set_prompt_embedding(rollout["prompt_emb"], rollout["prompt_pad_mask"])
-    out = []
-    for t, ctrl in enumerate(fixture_ctrls(rollout)):
-        if t < 2:
-            engine.append_latent(rollout["seed_latents"][t], ctrl)
-        else:
-            out.append(engine.gen_latent(ctrl, noise=rollout["noise"][t - 2]))
-    return out
+    from waypoint_gym.engine.parity import run_parity_protocol
+
+    return run_parity_protocol(engine, rollout)
 
 
 @pytest.fixture(scope="session")
