@@ -61,3 +61,18 @@ def test_fewer_denoising_steps(parity_dir, parity_rollout):
     assert z.shape == parity_rollout["noise"][0].shape and torch.isfinite(z).all()
     with pytest.raises(ValueError, match=r"n_denoise_steps must be an integer in \[1, 4\]"):
         WorldEngine(parity_dir, n_denoise_steps=5)
+
+
+def test_compile_settings_resolve_per_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # resolving needs no GPU
+    on_cuda = Speedups().resolved(cuda)
+    assert (on_cuda.compile, on_cuda.compile_mode, on_cuda.compile_backend, on_cuda.attention) == (
+        True, "max-autotune", "inductor", "flex")
+    on_cpu = Speedups(compile=True).resolved(cpu)
+    assert (on_cpu.compile, on_cpu.compile_mode, on_cpu.attention) == (True, "default", "sdpa")
+    assert Speedups(compile_mode="max-autotune-no-cudagraphs").resolved(cuda).compile_mode == (
+        "max-autotune-no-cudagraphs")
+    assert Speedups(compile=True, compile_backend="aot_eager").resolved(cpu).compile_mode is None
+    with pytest.raises(ValueError, match="compile_mode 'default' is inductor's"):
+        Speedups(compile_mode="default", compile_backend="aot_eager").resolved(cpu)
+    assert Speedups.plain().resolved(cuda).compile is False

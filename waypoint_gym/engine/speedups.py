@@ -4,7 +4,9 @@
 - cached conditioning: the AdaLN modulations of every block for each sigma of the schedule, computed once;
 - split controller fusion: the control half of the fusion MLP's first layer computed once per frame;
 - flex attention: block masks over the ring instead of a dense key mask (CUDA);
-- torch.compile of the denoising and cache passes (CUDA by default).
+- torch.compile of the denoising and cache passes (CUDA by default): inductor, in mode "max-autotune" on CUDA and
+  "default" elsewhere unless `compile_mode` names one; `compile_backend` picks another backend (e.g. "aot_eager",
+  which traces the same full graphs without generating code: a fast check on a CPU that they compile).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Speedups:
     split_ctrl_fusion: bool = True
     attention: str = "auto"  # "sdpa", "flex", or "auto": flex on CUDA, masked SDPA elsewhere
     compile: bool | None = None  # None: on for CUDA, off for CPU
+    compile_mode: str | None = None  # inductor's mode; None: "max-autotune" on CUDA, "default" elsewhere
+    compile_backend: str = "inductor"
 
     @classmethod
     def plain(cls) -> Speedups:
@@ -38,7 +42,21 @@ class Speedups:
         if attention not in ("sdpa", "flex"):
             raise ValueError(f"attention must be 'sdpa', 'flex' or 'auto', got {self.attention!r}")
         compile = cuda if self.compile is None else bool(self.compile)
-        return Speedups(self.fused_qkv, self.cached_conditioning, self.split_ctrl_fusion, attention, compile)
+        mode = self.compile_mode
+        if self.compile_backend != "inductor" and mode is not None:
+            raise ValueError(f"compile_mode {mode!r} is inductor's; backend {self.compile_backend!r} takes none")
+        if self.compile_backend == "inductor" and mode is None:
+            mode = "max-autotune" if cuda else "default"
+        return Speedups(self.fused_qkv, self.cached_conditioning, self.split_ctrl_fusion, attention, compile, mode,
+                        self.compile_backend)
+
+    def compiled(self, fn):
+        """`fn` compiled as these settings say (one full graph, static shapes), or `fn` itself without compile."""
+        if not self.compile:
+            return fn
+        if self.compile_backend == "inductor":
+            return torch.compile(fn, fullgraph=True, mode=self.compile_mode, dynamic=False)
+        return torch.compile(fn, fullgraph=True, backend=self.compile_backend, dynamic=False)
 
 
 def _fused_qkv(self: SelfAttention, h: torch.Tensor):

@@ -177,10 +177,7 @@ class WorldEngine:
         self._cond_table = conditioning_table(self.model, self.sigmas) if s.cached_conditioning else None
         if s.attention == "flex":
             self.cache.attention = attention_flex
-        self._pass = self._forward
-        if s.compile:
-            mode = "max-autotune" if self.device.type == "cuda" else "default"
-            self._pass = torch.compile(self._forward, fullgraph=True, mode=mode, dynamic=False)
+        self._pass = s.compiled(self._forward)
 
     @property
     def batch_size(self) -> int:
