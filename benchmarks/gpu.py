@@ -32,6 +32,7 @@ import dataclasses
 import gc
 import json
 import logging
+import math
 import os
 import platform
 import statistics
@@ -104,18 +105,18 @@ def waypoint1_ae_errors(folder: Path, device: torch.device, dtype: torch.dtype) 
 def waypoint1_checkpoint(folder: Path, preset: str, quick: bool, device: torch.device, dtype: torch.dtype) -> Path:
     """The preset with RANDOM weights (built on the device, stored in `dtype`) and a RANDOM autoencoder.
 
-    The published autoencoder's size is not known here: the full one assumed is the format's layout (4 stages,
-    512x512 in, 360x640 out) with 64 to 256 channels; --quick uses 2 stages of 16 to 32 channels at 64x64.
+    The published autoencoder's size is not known here: the full one assumed is the format's layout (512x512 in,
+    360x640 out; 4 stages for 32x32 latents) with 64 to 256 channels; --quick uses 16 to 32 channels at 64x64.
     """
     cfg = preset_config(preset)
     C, h, w = cfg.latent_shape
     if quick:
-        ae_cfg = dict(ch_0=16, ch_max=32, stages=2, input_size=(64, 64), output_size=(64, 64))
+        ae_cfg = dict(ch_0=16, ch_max=32, input_size=(64, 64), output_size=(64, 64))
     else:
-        ae_cfg = dict(ch_0=64, ch_max=256, stages=4, input_size=(512, 512), output_size=(360, 640))
-    stages = ae_cfg.pop("stages")
-    if ae_cfg["input_size"][0] != h * 2**stages:
-        raise ValueError(f"the autoencoder's {stages} stages do not map {ae_cfg['input_size']} to latents {h}x{w}")
+        ae_cfg = dict(ch_0=64, ch_max=256, input_size=(512, 512), output_size=(360, 640))
+    stages = round(math.log2(ae_cfg["input_size"][0] / h))
+    if ae_cfg["input_size"] != (h * 2**stages, w * 2**stages):
+        raise ValueError(f"no autoencoder maps {ae_cfg['input_size']} images to the preset's {h}x{w} latents")
     torch.manual_seed(1)
     ae = Autoencoder(AutoencoderConfig(
         channels=3, encoder_blocks_per_stage=[1] * stages, decoder_blocks_per_stage=[1] * stages, latent_channels=C,
@@ -163,7 +164,7 @@ FULL = Plan(  # batch 1 first (the published figure), then the largest: what a r
 )
 QUICK = Plan(
     batches=(1, 4), steps=(4, 2), frames=3, warmup=1, compile_engine=False, compile_bf16_path=False,
-    env_counts=(4, 16), env_steps=3, train_batches=(16,), train_steps=2,
+    env_counts=(4, 8), env_steps=2, train_batches=(16,), train_steps=2,
     need_s={"versions": 0, "parity": 10, "engine": 5, "env": 5, "training": 5},
 )
 
@@ -194,6 +195,11 @@ class Run:
     out: Path  # the JSON, written after every part and every setting within one
     results: dict[str, Any]
     reserve_s: float = 0.0  # kept for the parts still to come
+
+    @property
+    def preset(self) -> str:
+        """The preset of the engine and env parts: --preset, else the family's (its CPU-sized one with --quick)."""
+        return self.args.preset or (self.family.quick_preset if self.args.quick else self.family.preset)
 
     @property
     def cuda(self) -> bool:
@@ -250,6 +256,12 @@ def exact_float32(device: torch.device):
 
 def error_text(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).strip()[:2000]}"
+
+
+def status_of(items: list[dict[str, Any]]) -> str:
+    """A part's status from its settings': "error" if one raised, "partial" if one was skipped, else "ok"."""
+    statuses = {item.get("status") for item in items}
+    return "error" if "error" in statuses else "partial" if "skipped" in statuses else "ok"
 
 
 # ------------------------------------------------------------------------------------ part 5: versions
@@ -388,7 +400,8 @@ def part_parity(run: Run) -> dict[str, Any]:
         if res is not None:
             res["speedups"] = dataclasses.asdict(every.resolved(dev))
     out["ok"] = bool(checks) and all(checks)
-    out["status"] = "ok" if out["ok"] else "failed"
+    skipped = any(isinstance(v, dict) and v.get("status") == "skipped" for v in out.values())
+    out["status"] = "failed" if not out["ok"] else "partial" if skipped else "ok"
     return out
 
 
@@ -427,7 +440,7 @@ def time_frames(run: Run, engine: WorldEngine, n: int) -> list[float]:
 
 def part_engine(run: Run) -> dict[str, Any]:
     plan = run.plan
-    preset = run.family.quick_preset if run.args.quick else run.family.preset
+    preset = run.preset
     speedups = dataclasses.replace(run.speedups, compile=plan.compile_engine)
     out: dict[str, Any] = {
         "preset": preset, "weights": "RANDOM", "dtype": str(run.dtype).removeprefix("torch."),
@@ -438,7 +451,6 @@ def part_engine(run: Run) -> dict[str, Any]:
     print(f"  {'batch':>5} {'steps':>5} {'compile s':>9} {'ms/frame':>9} {'frames/s':>9} {'token-passes/s':>15} "
           f"{'peak GiB':>8}", flush=True)
     last_s: dict[int, float] = {}
-    failures = 0
     for batch in plan.batches:
         for steps in plan.steps:
             estimate = last_s.get(batch, max(last_s.values(), default=0.0))
@@ -456,7 +468,6 @@ def part_engine(run: Run) -> dict[str, Any]:
             except Exception as e:  # e.g. out of memory at the largest batch: keep the others
                 traceback.print_exc()
                 row.update(status="error", error=error_text(e))
-                failures += 1
             row["seconds"] = round(time.perf_counter() - t0, 2)
             last_s[batch] = row["seconds"]
             run.free()
@@ -468,7 +479,7 @@ def part_engine(run: Run) -> dict[str, Any]:
                       f"{row['frames_per_s']:9.1f} {row['token_passes_per_s']:15,.0f} {peak:>8}", flush=True)
             else:
                 print(f"  {batch:5d} {steps:5d} ERROR {row['error'][:200]}", flush=True)
-    out["status"] = "error" if failures else "ok"
+    out["status"] = status_of(out["settings"])
     return out
 
 
@@ -498,7 +509,7 @@ def part_env(run: Run) -> dict[str, Any]:
 
     import waypoint_gym  # noqa: F401  (registers Waypoint-v0)
 
-    preset = run.family.quick_preset if run.args.quick else run.family.preset
+    preset = run.preset
     dtype = str(run.dtype).removeprefix("torch.")
     out: dict[str, Any] = {"preset": preset, "weights": "RANDOM", "dtype": dtype, "counts": []}
     with tempfile.TemporaryDirectory(prefix="waypoint-gpu-check-") as tmp:
@@ -511,7 +522,6 @@ def part_env(run: Run) -> dict[str, Any]:
         print(f"  {'envs':>5} {'reset s':>8} {'first step s':>12} {'ms/step':>9} {'env steps/s':>12} {'peak GiB':>8}",
               flush=True)
         last_s = 0.0
-        failures = 0
         for n in run.plan.env_counts:
             row: dict[str, Any] = {"envs": n}
             reason = run.room_for(last_s)
@@ -532,7 +542,6 @@ def part_env(run: Run) -> dict[str, Any]:
             except Exception as e:
                 traceback.print_exc()
                 row.update(status="error", error=error_text(e))
-                failures += 1
             row["seconds"] = last_s = round(time.perf_counter() - t0, 2)
             run.free()
             out["counts"].append(row)
@@ -543,7 +552,7 @@ def part_env(run: Run) -> dict[str, Any]:
                       f"{row['env_steps_per_s']:12.1f} {peak:>8}", flush=True)
             else:
                 print(f"  {n:5d} ERROR {row['error'][:200]}", flush=True)
-    out["status"] = "error" if failures else "ok"
+    out["status"] = status_of(out["counts"])
     return out
 
 
@@ -597,10 +606,9 @@ def part_training(run: Run) -> dict[str, Any]:
         "recipe_batch_size": recipe.batch_size, "data": "RANDOM latents of the bundled world's shape",
         "autocast": "bfloat16" if run.cuda else None, "batches": [],
     }
-    warmup = run.plan.warmup + 1
+    warmup = run.plan.warmup
     print(f"  {'batch':>5} {'steps/s':>8} {'clips/s':>8} {'frames/s':>9} {'peak GiB':>8}", flush=True)
     last_s = 0.0
-    failures = 0
     for batch in run.plan.train_batches:
         row: dict[str, Any] = {"batch": batch}
         reason = run.room_for(last_s)
@@ -624,7 +632,6 @@ def part_training(run: Run) -> dict[str, Any]:
         except Exception as e:
             traceback.print_exc()
             row.update(status="error", error=error_text(e))
-            failures += 1
         row["seconds"] = last_s = round(time.perf_counter() - t0, 2)
         run.free()
         out["batches"].append(row)
@@ -635,7 +642,7 @@ def part_training(run: Run) -> dict[str, Any]:
                   f"{peak:>8}", flush=True)
         else:
             print(f"  {batch:5d} ERROR {row['error'][:200]}", flush=True)
-    out["status"] = "error" if failures else "ok"
+    out["status"] = status_of(out["batches"])
     return out
 
 
@@ -692,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--quick", action="store_true", help="the family's CPU-sized preset, fewer settings and frames")
     ap.add_argument("--family", default="waypoint-1", choices=sorted(FAMILIES))
+    ap.add_argument("--preset", default=None, help="the engine and env parts' preset (default: the family's)")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     ap.add_argument("--budget-s", type=float, default=None, help="seconds for the whole run (default 480; quick 150)")
     ap.add_argument("--dtype", default=None, help="engine, env and training dtype (default bfloat16 on CUDA)")
