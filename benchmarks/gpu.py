@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import yaml
 from safetensors.torch import load_file
+from torch._dynamo.utils import counters
 
 from waypoint_gym.engine import Speedups, WaypointConfig, WorldEngine, preset_config
 from waypoint_gym.engine import parity as wp1
@@ -213,6 +214,7 @@ class Run:
         """Drop what the last setting left on the device, and dynamo's compiled graphs (each engine adds its own)."""
         gc.collect()
         torch._dynamo.reset()
+        counters.clear()
         if self.cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -223,6 +225,13 @@ class Run:
             self.results["parts"][name] = {**part, "status": "running"}
         self.results["wall_s"] = round(self.budget.elapsed(), 2)
         write_json(self.out, self.results)
+
+    @staticmethod
+    def compiled_graphs() -> dict[str, int]:
+        """Since the last `free`: graphs dynamo compiled (recompilations included), and graphs inductor ran without
+        CUDA graphs (its log says why)."""
+        return {"graphs": counters["stats"]["unique_graphs"],
+                "cudagraph_skips": counters["inductor"]["cudagraph_skips"]}
 
     def reset_peak(self) -> None:
         if self.cuda:
@@ -352,6 +361,8 @@ def part_parity(run: Run) -> dict[str, Any]:
             traceback.print_exc()
             result = {"ok": False, "error": error_text(e)}
         result["seconds"] = round(time.perf_counter() - t0, 2)
+        if run.compiled_graphs()["graphs"]:
+            result.update(run.compiled_graphs())
         last["s"] = result["seconds"]
         out[name] = result
         run.save("parity", out)
@@ -449,7 +460,7 @@ def part_engine(run: Run) -> dict[str, Any]:
                                "bf16 limit for this model is about 170,000",
     }
     print(f"  {'batch':>5} {'steps':>5} {'compile s':>9} {'ms/frame':>9} {'frames/s':>9} {'token-passes/s':>15} "
-          f"{'peak GiB':>8}", flush=True)
+          f"{'peak GiB':>8} {'graphs':>6}", flush=True)
     last_s: dict[int, float] = {}
     for batch in plan.batches:
         for steps in plan.steps:
@@ -476,7 +487,8 @@ def part_engine(run: Run) -> dict[str, Any]:
             if row["status"] == "ok":
                 peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.1f}"
                 print(f"  {batch:5d} {steps:5d} {row['compile_s']:9.1f} {row['frame_ms']:9.1f} "
-                      f"{row['frames_per_s']:9.1f} {row['token_passes_per_s']:15,.0f} {peak:>8}", flush=True)
+                      f"{row['frames_per_s']:9.1f} {row['token_passes_per_s']:15,.0f} {peak:>8} {row['graphs']:6d}",
+                      flush=True)
             else:
                 print(f"  {batch:5d} {steps:5d} ERROR {row['error'][:200]}", flush=True)
     out["status"] = status_of(out["settings"])
@@ -497,7 +509,7 @@ def engine_setting(run: Run, preset: str, speedups: Speedups, batch: int, steps:
     return {
         "build_s": build_s, "compile_s": first - per_frame if speedups.compile else 0.0, "first_frame_s": first,
         "frame_ms": per_frame * 1e3, "frames_per_s": batch / per_frame,
-        "token_passes_per_s": batch * T * steps / per_frame, "peak_gib": run.peak_gib(),
+        "token_passes_per_s": batch * T * steps / per_frame, "peak_gib": run.peak_gib(), **run.compiled_graphs(),
     }
 
 
@@ -538,6 +550,7 @@ def part_env(run: Run) -> dict[str, Any]:
                     row.update(env_steps(run, envs, n))
                 finally:
                     envs.close()
+                    del envs  # before the next count's envs are made
                 row["status"] = "ok"
             except Exception as e:
                 traceback.print_exc()
@@ -575,7 +588,7 @@ def env_steps(run: Run, envs, n: int) -> dict[str, Any]:
         times.append(time.perf_counter() - t0)
     step = statistics.median(times)
     return {"reset_s": reset_s, "first_step_s": first_s, "step_ms": step * 1e3, "env_steps_per_s": n / step,
-            "obs_shape": list(obs.shape), "peak_gib": run.peak_gib()}
+            "obs_shape": list(obs.shape), "peak_gib": run.peak_gib(), **run.compiled_graphs()}
 
 
 # ------------------------------------------------------------------------------------ part 4: training
