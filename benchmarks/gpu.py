@@ -157,7 +157,7 @@ class Plan:
     need_s: dict[str, float]  # the least time a part is worth starting with
 
 
-FULL = Plan(  # batch 1 first (the published figure), then the largest: what a run cut short should have
+FULL = Plan(  # batch 1 first (the published figure), then the largest: what a run cut short should have first
     batches=(1, 64, 16, 4), steps=(4, 2), frames=8, warmup=2, compile_engine=True, compile_bf16_path=True,
     env_counts=(16, 64), env_steps=6,
     train_batches=(16, 128), train_steps=30,
@@ -462,8 +462,8 @@ def part_engine(run: Run) -> dict[str, Any]:
     print(f"  {'batch':>5} {'steps':>5} {'compile s':>9} {'ms/frame':>9} {'frames/s':>9} {'token-passes/s':>15} "
           f"{'peak GiB':>8} {'graphs':>6}", flush=True)
     last_s: dict[int, float] = {}
-    for batch in plan.batches:
-        for steps in plan.steps:
+    for steps in plan.steps:  # every batch size at the first step count, then at the next
+        for batch in plan.batches:
             estimate = last_s.get(batch, max(last_s.values(), default=0.0))
             reason = run.room_for(estimate)
             row: dict[str, Any] = {"batch": batch, "steps": steps}
