@@ -6,15 +6,15 @@ throughput and the versions, in one JSON and a printed table.
     python benchmarks/gpu.py --parts parity,engine          # some parts only
 
 Parts, each timed and skipped with its reason when the time left of `--budget-s` would not cover it (the JSON is
-written after every part, so a partial run still leaves one):
+written after every setting of every part, so a run cut short still leaves one):
 
 1. parity: the shared fixtures (world model and autoencoder) on the device in float32, against the fixtures'
    tolerances, and in bfloat16 (error reported); each speed path (fused QKV, cached AdaLN conditioning, split
    controller fusion, flex attention, torch.compile) alone and all together against the plain path on the same
-   inputs. TF32 is switched off for the float32 checks.
+   inputs, and all together in bfloat16 (error reported). TF32 is switched off for the float32 checks.
 2. engine: the family's published preset (waypoint-1-small, 2.3B, RANDOM weights, bf16, compiled as WorldEngine
    compiles on CUDA) at batch 1, 4, 16 and 64, at 4 and 2 denoising steps: compile time (the first frame),
-   frames/s, token-passes/s (batch x frames/s x tokens/frame x steps) and peak GPU memory.
+   frames/s, token-passes/s (batch x frames/s x tokens/frame x steps), peak GPU memory and the graphs compiled.
 3. env: env steps/s of `gym.make_vec("Waypoint-v0", n, vectorization_mode="vector_entry_point")` on a checkpoint
    of the same preset (RANDOM weights, with a RANDOM autoencoder of an assumed size), decode included.
 4. training: steps/s and clips/s of `train_world_model` with the bundled world's config and recipe, on RANDOM
