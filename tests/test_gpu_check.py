@@ -29,8 +29,10 @@ def run_check(tmp_path, *args: str, timeout: float) -> tuple[subprocess.Complete
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    fixture_dir("waypoint-parity-a"), fixture_dir("waypoint-ae-parity-a")
-    return run_check(tmp_path_factory.mktemp("gpu"), timeout=600)
+    fixture_dir("waypoint-parity-a")  # skips, saying why, where the fixtures are absent
+    fixture_dir("waypoint-ae-parity-a")
+    # a budget a slow CI machine cannot run out of: this checks the figures; the budget has its own test below
+    return run_check(tmp_path_factory.mktemp("gpu"), "--budget-s", "900", timeout=900)
 
 
 def test_every_part_runs(quick):
@@ -39,7 +41,7 @@ def test_every_part_runs(quick):
     assert list(res["parts"]) == ["versions", "parity", "training", "engine", "env"]
     assert {name: part["status"] for name, part in res["parts"].items()} == dict.fromkeys(res["parts"], "ok")
     assert all(part["seconds"] > 0 for part in res["parts"].values())
-    assert 0 < res["wall_s"] < res["budget_s"]
+    assert 0 < res["wall_s"] < res["budget_s"] == 900
     assert "part      status" in done.stdout  # the printed table
 
 
