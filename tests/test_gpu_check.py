@@ -93,3 +93,39 @@ def test_a_short_budget_skips_parts_with_a_reason_and_still_writes_the_json(tmp_
     assert res["parts"]["versions"]["status"] == "ok"
     for name in ("parity", "engine"):
         assert res["parts"][name]["status"] == "skipped" and "s left" in res["parts"][name]["reason"]
+
+
+@pytest.fixture(scope="module")
+def gpu_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while they are made
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_float32_checks_switch_tf32_off_on_cuda_and_restore_it(gpu_script):
+    import torch
+
+    flags = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = [f.allow_tf32 for f in flags]
+    try:
+        for f in flags:
+            f.allow_tf32 = True
+        with gpu_script.exact_float32(torch.device("cuda")):  # flags only: no GPU needed
+            assert [f.allow_tf32 for f in flags] == [False, False]
+        assert [f.allow_tf32 for f in flags] == [True, True]
+        with gpu_script.exact_float32(torch.device("cpu")):
+            assert [f.allow_tf32 for f in flags] == [True, True]
+    finally:
+        for f, b in zip(flags, before):
+            f.allow_tf32 = b
+
+
+def test_a_part_with_a_skipped_or_failed_setting_says_so(gpu_script):
+    assert gpu_script.status_of([{"status": "ok"}, {"status": "ok"}]) == "ok"
+    assert gpu_script.status_of([{"status": "ok"}, {"status": "skipped"}]) == "partial"
+    assert gpu_script.status_of([{"status": "skipped"}, {"status": "error"}]) == "error"
