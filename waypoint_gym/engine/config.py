@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+PREDICTIONS = ("velocity", "x0")
 WAYPOINT_1_SMALL_SIGMAS = [1.0, 0.8609585762023926, 0.729332447052002, 0.3205108940601349, 0.0]
 
 
@@ -44,6 +45,11 @@ class WaypointConfig:
     prompt_cond_dropout: float = 0.0
     ae_uri: str | None = None
     prompt_encoder_uri: str | None = None
+    # This project's extensions for worlds it trains (docs/engine.md); Waypoint checkpoints lack them and
+    # load with the defaults, which are the published format.
+    prediction: str = "velocity"  # what the output head predicts: "velocity" (noise - x0) or "x0"
+    attn_logit_scale: bool = False  # a learned scale per self-attention head on its (capped) logits
+    ctrl_fusion: str = "concat"  # "concat": fc1 of concat(x, c); "gated": silu(fc1_x x) * (1 + fc1_c c)
     # Fields of the public config that do not change the forward pass, kept so a round trip is lossless.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -63,6 +69,10 @@ class WaypointConfig:
             problems.append("global_window must be a multiple of global_pinned_dilation")
         if self.prompt_conditioning and self.prompt_embedding_dim % self.head_dim:
             problems.append("prompt_embedding_dim must be a multiple of head_dim")
+        if self.ctrl_fusion not in ("concat", "gated"):
+            problems.append(f"ctrl_fusion must be 'concat' or 'gated', got {self.ctrl_fusion!r}")
+        if self.prediction not in PREDICTIONS:
+            problems.append(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
         sig = self.scheduler_sigmas
         if len(sig) < 2 or sig[0] != 1.0 or sig[-1] != 0.0 or any(a <= b for a, b in zip(sig, sig[1:])):
             problems.append(f"scheduler_sigmas must descend strictly from 1.0 to 0.0, got {sig}")
@@ -101,15 +111,23 @@ class WaypointConfig:
             return cls.from_dict(yaml.safe_load(f))
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as `config.yaml` holds it; this project's extensions only where they are switched on."""
         d = dataclasses.asdict(self)
         extra = d.pop("extra")
         d["patch"] = list(self.patch)
+        for name, default in EXTENSIONS.items():
+            if d[name] == default:
+                del d[name]
         return {**extra, **d}
 
     def save_yaml(self, path: str | Path) -> None:
         with open(path, "w") as f:
             yaml.safe_dump(self.to_dict(), f, sort_keys=False)
 
+
+# This project's extensions of the format for worlds it trains (docs/engine.md), at their defaults, under
+# which a model is exactly the published architecture.
+EXTENSIONS: dict[str, Any] = {"prediction": "velocity", "attn_logit_scale": False, "ctrl_fusion": "concat"}
 
 # Published configs, so a random-weight model of the real size can be built without downloading.
 PRESETS: dict[str, dict[str, Any]] = {
