@@ -39,6 +39,7 @@ from waypoint_gym.engine.kv_cache import FrameCausalMask
 from waypoint_gym.training.world_model import WorldModelTraining, train_world_model
 
 KEYS = ["W", "A", "S", "D"]
+ARENA_LATENT = (4, 16, 16)  # the bundled autoencoder's latents of a 64x64 arena frame
 CAPTION = "a toy world"
 SEGMENT_FRAMES = 8
 CLIP_FRAMES = 6
@@ -64,7 +65,12 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     "toy-x0-scale": ({**TOY, "prediction": "x0", "attn_logit_scale": True}, {**TOY_TRAINING, "loss": "x0"}),
     "toy-x0-gated": ({**TOY, "prediction": "x0", "ctrl_fusion": "gated"},
                      {**TOY_TRAINING, "loss": "x0", "clean_context_prob": 1.0}),
+    # The bundled world's recipe: an x0 head, gated control fusion and a learned attention logit scale.
+    "toy-recipe": ({**TOY, "prediction": "x0", "ctrl_fusion": "gated", "attn_logit_scale": True},
+                   {**TOY_TRAINING, "loss": "x0", "clean_context_prob": 1.0}),
     "world": (WORLD, WORLD_TRAINING),
+    "world-recipe": ({**WORLD, "prediction": "x0", "ctrl_fusion": "gated", "attn_logit_scale": True},
+                     {**WORLD_TRAINING, "loss": "x0", "clean_context_prob": 1.0}),
     "world-x0-gated": ({**WORLD, "prediction": "x0", "ctrl_fusion": "gated"},
                        {**WORLD_TRAINING, "loss": "x0", "clean_context_prob": 1.0}),
     "world-scale": ({**WORLD, "attn_logit_scale": True}, WORLD_TRAINING),
@@ -303,6 +309,9 @@ def run_rung(rung: str, recipe: str, steps: int, eval_every: int, out_dir: Path,
     cfg_over, tc_over = recipe_parts(recipe)
     cfg = WaypointConfig(**cfg_over)
     if rung == "arena":
+        if cfg.latent_shape != ARENA_LATENT:
+            print(f"  {recipe}: no arena rung, its latents are {cfg.latent_shape}, the arena's {ARENA_LATENT}")
+            return None
         train, held_out = arena_rung(args.arena_data, args.arena_latents, args.segments, args.seed + 1, 128)
         keys = ["W", "A", "S", "D", "SPACE", "SHIFT"]
     else:
@@ -365,6 +374,8 @@ def main() -> None:
     for recipe in recipes:
         for rung in rungs:
             res = run_rung(rung, recipe, args.steps, args.eval_every, Path("runs/ladder"), args)
+            if res is None:
+                continue
             res["config"], res["training"] = recipe_parts(recipe)
             results = [r for r in results if (r["rung"], r["recipe"]) != (rung, recipe)] + [res]
             out.parent.mkdir(parents=True, exist_ok=True)
