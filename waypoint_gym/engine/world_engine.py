@@ -11,12 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .config import WaypointConfig, preset_config
 from .controls import CtrlInput, ctrl_input_vectors
 from .kv_cache import KVCache
-from .loading import load_strict, require_files, resolve_model, resolve_uri
+from .loading import (
+    load_model_weights,
+    load_strict,
+    remap_waypoint15,
+    require_files,
+    resolve_checkpoint,
+    resolve_model,
+)
 from .model import Conditioning, FrameInputs, WaypointModel
 from .sampler import euler_denoise, sub_schedule
 from .speedups import Speedups, attention_flex, conditioning_table, fuse_qkv, split_ctrl_fusion
@@ -32,13 +39,16 @@ PROMPT_CACHE_SIZE = 16  # encoded texts kept by set_prompt
 
 def load_model(folder: Path, device="cpu", dtype=torch.float32) -> tuple[WaypointConfig, WaypointModel]:
     """A checkpoint folder (config.yaml + model.safetensors) -> config and model, loaded strictly."""
-    require_files(folder, ["config.yaml", "model.safetensors"])
+    require_files(folder, ["config.yaml"])
     cfg = WaypointConfig.from_yaml(folder / "config.yaml")
+    state = load_model_weights(folder, device)
+    if cfg.model_type == "waypoint-1.5":
+        state = remap_waypoint15(state, cfg)
     with torch.device("meta"):
         model = WaypointModel(cfg)
     model = model.to_empty(device=device)
     model.init_buffers()
-    load_strict(model, load_file(folder / "model.safetensors", device=str(device)), what=str(folder))
+    load_strict(model, state, what=str(folder))
     return cfg, model.to(dtype).eval().requires_grad_(False)
 
 
@@ -130,7 +140,7 @@ class WorldEngine:
             self.config = preset_config(name)
             self.model = random_model(self.config, self.device, dtype, seed=0)
         else:
-            self.folder = resolve_uri(model_uri, allow_patterns=["*.yaml", "*.yml", "*.safetensors", "*.json"])
+            self.folder = resolve_checkpoint(model_uri)
             self.config, self.model = load_model(self.folder, self.device, dtype)
         cfg = self.config
         self.sigmas = sub_schedule(cfg.scheduler_sigmas, n_denoise_steps)
