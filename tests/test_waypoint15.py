@@ -250,7 +250,7 @@ def test_other_grids_and_clock_ratios_run(tmp_path):
     "fields,match",
     [
         (dict(moe=True), r"moe: true \(a mixture-of-experts MLP\) is not supported"),
-        (dict(rope_impl="yarn"), r"rope_impl 'yarn' is not supported \(only 'ortho'\)"),
+        (dict(extra={"rope_impl": "yarn"}), r"rope_impl 'yarn' is not supported \(only 'ortho'\)"),
         (dict(temporal_compression=0), r"temporal_compression must be a positive integer, got 0"),
         (dict(base_fps=10, inference_fps=60, temporal_compression=4),
          r"base_fps 10 is below the latent frame rate 15.0"),

@@ -67,7 +67,6 @@ class WaypointConfig:
     auto_aspect_ratio: bool = True  # TAEHV resizes 720x1280 / 360x640 video to its 2:1 working size and back
     rope_nyquist_frac: float = 0.8  # spatial RoPE: max_f = rope_nyquist_frac * min(height, width)
     rope_theta: float = 10000.0  # temporal RoPE base
-    rope_impl: str = "ortho"
     moe: bool = False  # mixture-of-experts MLP: not supported (no published checkpoint uses it)
     # Fields of the public config that do not change the forward pass, kept so a round trip is lossless.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -95,8 +94,8 @@ class WaypointConfig:
         sig = self.scheduler_sigmas
         if len(sig) < 2 or sig[0] != 1.0 or sig[-1] != 0.0 or any(a <= b for a, b in zip(sig, sig[1:])):
             problems.append(f"scheduler_sigmas must descend strictly from 1.0 to 0.0, got {sig}")
-        if self.rope_impl != "ortho":
-            problems.append(f"rope_impl {self.rope_impl!r} is not supported (only 'ortho')")
+        if self.extra.get("rope_impl", "ortho") != "ortho":  # the file's RoPE kind, kept in extra
+            problems.append(f"rope_impl {self.extra['rope_impl']!r} is not supported (only 'ortho')")
         if self.moe:
             problems.append("moe: true (a mixture-of-experts MLP) is not supported")
         if not isinstance(self.temporal_compression, int) or self.temporal_compression < 1:
