@@ -185,6 +185,16 @@ def _interpolate(value: Any, d: dict[str, Any]) -> Any:
     return value
 
 
+_WAYPOINT_15 = dict(
+    model_type="waypoint-1.5", d_model=2048, n_heads=32, n_kv_heads=16, n_layers=24, mlp_ratio=4, channels=32,
+    patch=(2, 2), n_frames=512, local_window=16, global_window=128, global_attn_period=4, global_attn_offset=-1,
+    global_pinned_dilation=8, value_residual=True, gated_attn=False, n_buttons=256, ctrl_conditioning=True,
+    ctrl_conditioning_period=3, prompt_conditioning=None, noise_conditioning="wan",
+    scheduler_sigmas=list(WAYPOINT_15_SIGMAS), temporal_compression=4, base_fps=15, inference_fps=60,
+    taehv_ae=True, auto_aspect_ratio=True, prompt_encoder_uri=None,
+)
+
+
 # Published configs, so a random-weight model of the real size can be built without downloading.
 PRESETS: dict[str, dict[str, Any]] = {
     "waypoint-1-small": dict(
@@ -204,6 +214,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         gated_attn=True, n_buttons=256, ctrl_conditioning="mlp_fusion", ctrl_conditioning_period=2,
         prompt_conditioning="cross_attention", prompt_conditioning_period=2, prompt_embedding_dim=128,
         noise_conditioning="wan", scheduler_sigmas=list(WAYPOINT_1_SMALL_SIGMAS),
+    ),
+    # Waypoint-1.5 (format addendum): one latent frame per 4 video frames, the TAEHV autoencoder; 720p and 360p
+    # differ only in the token grid. Presets build a RANDOM TAEHV beside the random world (no ae_uri).
+    "waypoint-1.5-1b": dict(_WAYPOINT_15, height=16, width=32, tokens_per_frame=512),
+    "waypoint-1.5-360p": dict(_WAYPOINT_15, height=8, width=16, tokens_per_frame=128),
+    # CPU-sized 1.5: 64x128 video (TAEHV at the frames' own size), so tests run the whole 1.5 path in seconds.
+    "waypoint-1.5-cpu": dict(
+        _WAYPOINT_15, d_model=128, n_heads=4, n_kv_heads=2, n_layers=4, height=2, width=4, tokens_per_frame=8,
+        n_frames=64, local_window=4, global_window=8, global_attn_period=2, global_pinned_dilation=2,
+        auto_aspect_ratio=False,
     ),
 }
 

@@ -198,9 +198,9 @@ class TAEHV(nn.Module):
             self._enc_memory = self._dec_memory = self._enc_size = self._dec_size = None
             self._warm[:] = False
             return
-        for memory in (self._enc_memory, self._dec_memory):
-            for m in memory or []:
-                m[ids.to(m.device)] = 0
+        for memory in (self._enc_memory, self._dec_memory):  # out of place: they may be inference tensors
+            for i, m in enumerate(memory or []):
+                memory[i] = m.index_fill(0, ids.to(m.device), 0)
         self._warm[ids] = False
 
     def _ids(self, env_ids) -> torch.Tensor | None:
@@ -234,11 +234,8 @@ class TAEHV(nn.Module):
 
     def _store(self, which: str, ids: torch.Tensor | None, new: list[torch.Tensor]) -> None:
         memory = getattr(self, f"_{which}_memory")
-        for m, v in zip(memory, new):
-            if ids is None:
-                m.copy_(v)
-            else:
-                m[ids.to(m.device)] = v
+        for i, v in enumerate(new):  # out of place, so calls in and out of inference mode may alternate
+            memory[i] = v if ids is None else memory[i].index_copy(0, ids.to(v.device), v)
 
     # -- encode
 
@@ -374,6 +371,20 @@ class TAEHV(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, folder / TAEHV_FILE)
         return folder
+
+
+def random_taehv(auto_aspect_ratio: bool = True, seed: int = 0) -> TAEHV:
+    """A TAEHV of RANDOM weights (tests and benchmarks only), its convolutions scaled so activations stay O(1)."""
+    gen = torch.Generator().manual_seed(seed)
+    ae = TAEHV(auto_aspect_ratio=auto_aspect_ratio)
+    with torch.no_grad():
+        for m in ae.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (1 / fan_in) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+    return ae.eval().requires_grad_(False)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
