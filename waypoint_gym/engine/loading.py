@@ -15,7 +15,11 @@ from torch import nn
 # The world opened when no model is named, shipped in waypoint_gym/assets/.
 BUNDLED_WORLD = Path(__file__).resolve().parents[1] / "assets" / "default_world"
 # Short names for published worlds.
-MODEL_ALIASES = {"waypoint-1-small": "Overworld/Waypoint-1-Small"}
+MODEL_ALIASES = {
+    "waypoint-1-small": "Overworld/Waypoint-1-Small",
+    "waypoint-1.5-1b": "Overworld/Waypoint-1.5-1B",
+    "waypoint-1.5-360p": "Overworld/Waypoint-1.5-1B-360P",
+}
 
 
 def resolve_model(model: str | os.PathLike | None) -> str | os.PathLike:

@@ -114,6 +114,7 @@ def random_checkpoint(
 
 
 PRESET_PREFIX = "preset:"
+NO_PROMPT_15 = "this Waypoint-1.5 world has no prompt conditioning: it takes no prompt (leave the prompt None)"
 
 
 class WorldEngine:
@@ -342,6 +343,8 @@ class WorldEngine:
         self.prompt_rows[sel] = P
 
     def _uses_prompts(self) -> bool:
+        if not self.config.prompt_conditioning and self.config.model_type == "waypoint-1.5":
+            raise ValueError(NO_PROMPT_15)  # as the reference engine does; Waypoint-1 worlds warn, for compatibility
         if not self.config.prompt_conditioning:
             log.warning("this checkpoint has no prompt conditioning; the prompt is ignored")
             return False
