@@ -214,3 +214,44 @@ def test_make_vec_every_mode(world15, mode):
         assert obs.shape == (2, H, W, 3) and info["video_frames"].tolist() == [[4, 8]] * 2
     finally:
         envs.close()
+
+
+def test_sb3_adapter_trains_ppo_on_a_15_world(world15):
+    from stable_baselines3 import PPO
+
+    from waypoint_gym.envs import SB3VecEnv, VectorDiscreteActions
+
+    venv = SB3VecEnv(VectorDiscreteActions(WaypointVectorEnv(2, world15, obs_size=40, max_episode_steps=4)))
+    model = PPO("CnnPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=16)
+    assert model.num_timesteps >= 16
+
+
+def test_rollout_and_play_on_a_15_world(world15, tmp_path):
+    from waypoint_gym.cli import main
+    from waypoint_gym.play import make_world, play
+
+    main(["rollout", str(world15), "--frames", "3", "--batch-size", "2", "--out", str(tmp_path)])
+    import json
+
+    report = json.loads((tmp_path / "rollout.json").read_text())
+    assert report["frames"] == 3 and all(f["finite"] for f in report["per_frame"])
+    assert (tmp_path / "frames.png").is_file()
+    env = make_world(str(world15))
+    assert env.reset(seed=0)[0].shape == (H, W, 3) and env.unwrapped.metadata["render_fps"] == 15
+
+    class Window:  # stands in for the OpenCV window: no keys pressed
+        def __init__(self, title, on_mouse):
+            self.shown = []
+
+        def show(self, image):
+            self.shown.append(image)
+
+        def wait_key(self, ms):
+            return -1
+
+        def close(self):
+            pass
+
+    summary = play(str(world15), max_steps=2, fps=1000, window=Window)
+    assert summary["steps"] == 2

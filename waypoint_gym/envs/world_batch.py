@@ -335,9 +335,9 @@ class WorldBatch:
         if k > 1:  # after begin: each row's encoder stream starts with its episode
             seeds = [[] if o else self.encode(self.default_start if f is None else f, row)
                      for o, f, row in zip(opening, seed_frames, rows)]
-        for k in range(max(len(z) for z in seeds)):  # frame k of every row that has one, in one pass
-            have = [i for i, z in enumerate(seeds) if len(z) > k]
-            self.engine.append_latent(torch.stack([seeds[i][k] for i in have]), None, [rows[i] for i in have])
+        for f in range(max(len(z) for z in seeds)):  # latent frame f of every row that has one, in one pass
+            have = [i for i, z in enumerate(seeds) if len(z) > f]
+            self.engine.append_latent(torch.stack([seeds[i][f] for i in have]), None, [rows[i] for i in have])
         firsts = [None if o else self.default_start[-k:] if f is None else f[-k:] for o, f in zip(opening, seed_frames)]
         latents = [None if o else z[-1] for o, z in zip(opening, seeds)]
         new = [i for i, o in enumerate(opening) if o]
