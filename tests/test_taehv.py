@@ -169,3 +169,17 @@ def test_a_pth_that_is_not_a_state_dict_is_refused(tmp_path):
     torch.save({"encoder.0.weight": torch.zeros(1)}, tmp_path / TAEHV_FILE)
     with pytest.raises(ValueError, match=r"missing keys \(127\)"):
         Autoencoder.from_pretrained(tmp_path)
+
+
+def test_hub_repo_id_fetches_the_pth(taehv_dir, monkeypatch):
+    """`Overworld-Models/taehv1_5` is fetched with snapshot_download (here a stand-in returning the fixture folder)."""
+    calls = []
+
+    def fake_snapshot_download(repo, allow_patterns=None, token=None):
+        calls.append((repo, allow_patterns))
+        return str(taehv_dir)
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
+    ae = Autoencoder.from_pretrained("Overworld-Models/taehv1_5", auto_aspect_ratio=False)
+    assert isinstance(ae, TAEHV) and not ae.auto_aspect_ratio
+    assert calls[0][0] == "Overworld-Models/taehv1_5" and TAEHV_FILE in calls[0][1]

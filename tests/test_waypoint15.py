@@ -268,3 +268,11 @@ def test_interpolated_values_resolve():
     assert cfg.inference_fps == 15 and cfg.n_kv_heads == 2 and not cfg.gated_attn and cfg.patch == (1, 1)
     with pytest.raises(ValueError, match=r"config value '\$\{nope\}' names a field the config does not set"):
         WaypointConfig.from_dict(dict(base_fps="${nope}"))
+
+
+def test_bfloat16_runs_close_to_float32(wp15_dir, wp15_rollout):
+    plain = run_protocol(WorldEngine(wp15_dir, speedups=PLAIN), wp15_rollout)
+    got = run_protocol(WorldEngine(wp15_dir, dtype=torch.bfloat16), wp15_rollout)
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    rel = (got - plain).norm() / plain.norm()
+    assert rel < 0.05, f"bf16 relative error {rel:.3f}"

@@ -255,3 +255,15 @@ def test_rollout_and_play_on_a_15_world(world15, tmp_path):
 
     summary = play(str(world15), max_steps=2, fps=1000, window=Window)
     assert summary["steps"] == 2
+
+
+def test_an_autoencoder_of_the_wrong_kind_is_refused(world15, tmp_path):
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(world15, folder)
+    text = (folder / "config.yaml").read_text().replace("taehv_ae: true", "taehv_ae: false")
+    (folder / "config.yaml").write_text(text)
+    with pytest.raises(ValueError, match="the config says taehv_ae=False and temporal_compression=4, but ae_uri "
+                                         "names an autoencoder of 4 frame"):
+        WorldEngine(folder)
