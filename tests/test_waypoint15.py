@@ -88,10 +88,12 @@ def test_first_velocities_match_reference(wp15_dir, wp15_rollout):
 
 
 @pytest.mark.parametrize(
-    "name", ["fused_qkv", "cached_conditioning", "split_ctrl_fusion", "compile"],
+    "change", [dict(fused_qkv=True), dict(cached_conditioning=True), dict(split_ctrl_fusion=True),
+               dict(attention="flex"), dict(compile=True)],
+    ids=["fused_qkv", "cached_conditioning", "split_ctrl_fusion", "flex_attention", "compile"],
 )
-def test_each_speedup_matches_the_fixture(wp15_dir, wp15_rollout, name):
-    eng = WorldEngine(wp15_dir, speedups=dataclasses.replace(PLAIN, **{name: True}))
+def test_each_speedup_matches_the_fixture(wp15_dir, wp15_rollout, change):
+    eng = WorldEngine(wp15_dir, speedups=dataclasses.replace(PLAIN, **change))
     assert_parity(run_protocol(eng, wp15_rollout), wp15_rollout)
 
 
