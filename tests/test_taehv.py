@@ -128,6 +128,10 @@ BAD_INPUT = [
      r"latents must be \[32, h, w\] or \[n, 32, h, w\], got shape \(16, 4, 8\)"),
     ("env ids", lambda ae: ae.reset(env_ids=[3]), IndexError,
      r"env_ids \[3\] out of range for the autoencoder's 1 streams"),
+    ("env id count", lambda ae: ae.encode(np.zeros((2, 4, 64, 128, 3), np.uint8), env_ids=[0]), ValueError,
+     r"env_ids \[0\] select 1 environments, got 2"),
+    ("all envs", lambda ae: ae.encode(np.zeros((2, 4, 64, 128, 3), np.uint8)), ValueError,
+     "expected frames of all 1 environments, got 2"),
 ]
 
 

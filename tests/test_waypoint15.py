@@ -276,6 +276,9 @@ def test_interpolated_values_resolve():
     assert cfg.inference_fps == 15 and cfg.n_kv_heads == 2 and not cfg.gated_attn and cfg.patch == (1, 1)
     with pytest.raises(ValueError, match=r"config value '\$\{nope\}' names a field the config does not set"):
         WaypointConfig.from_dict(dict(base_fps="${nope}"))
+    with pytest.raises(ValueError, match=r"config value '\$\{inference_fps\}' names a field the config does not "
+                                         r"set \(or a cycle of them\)"):
+        WaypointConfig.from_dict(dict(base_fps="${inference_fps}", inference_fps="${base_fps}"))
 
 
 def test_bfloat16_runs_close_to_float32(wp15_dir, wp15_rollout):

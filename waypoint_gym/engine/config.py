@@ -175,13 +175,13 @@ class WaypointConfig:
 EXTENSIONS: dict[str, Any] = {"prediction": "velocity", "attn_logit_scale": False, "ctrl_fusion": "concat"}
 
 
-def _interpolate(value: Any, d: dict[str, Any]) -> Any:
+def _interpolate(value: Any, d: dict[str, Any], seen: tuple[str, ...] = ()) -> Any:
     """An OmegaConf-style "${name}" string -> the value of field `name` in `d`; anything else as it is."""
     if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
         name = value[2:-1]
-        if name not in d or d[name] == value:
-            raise ValueError(f"config value {value!r} names a field the config does not set")
-        return _interpolate(d[name], d)
+        if name not in d or name in seen:
+            raise ValueError(f"config value {value!r} names a field the config does not set (or a cycle of them)")
+        return _interpolate(d[name], d, (*seen, name))
     return value
 
 

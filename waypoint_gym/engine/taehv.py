@@ -211,6 +211,8 @@ class TAEHV(nn.Module):
             raise ValueError(f"env_ids must be an int or a non-empty sequence of ints, got {env_ids!r}")
         if int(ids.min()) < 0 or int(ids.max()) >= self.batch_size:
             raise IndexError(f"env_ids {ids.tolist()} out of range for the autoencoder's {self.batch_size} streams")
+        if len(set(ids.tolist())) != len(ids):
+            raise ValueError(f"env_ids has duplicates: {ids.tolist()}")
         return ids.long()
 
     def _memory(self, which: str, size: tuple[int, int], ids: torch.Tensor | None, n: int) -> list[torch.Tensor]:
@@ -230,6 +232,8 @@ class TAEHV(nn.Module):
             )
         if ids is None and n != self.batch_size:
             raise ValueError(f"expected frames of all {self.batch_size} environments, got {n}")
+        if ids is not None and n != len(ids):
+            raise ValueError(f"env_ids {ids.tolist()} select {len(ids)} environments, got {n}")
         return memory if ids is None else [m[ids.to(m.device)] for m in memory]
 
     def _store(self, which: str, ids: torch.Tensor | None, new: list[torch.Tensor]) -> None:
