@@ -123,7 +123,9 @@ class WorldEngine:
     Every environment has its own KV cache rows, frame index and prompt. Methods take `env_ids` (None for
     all, an int for one, or a sequence) and controls as one CtrlInput, one per selected environment, or an
     array of control vectors [n, n_buttons + 3]. Latents go in and out as float32 tensors; images as uint8
-    HxWx3 numpy arrays.
+    HxWx3 numpy arrays. In a world with a video autoencoder (Waypoint-1.5, `frames_per_latent` 4) a latent frame
+    is 4 video frames: `gen_frame` returns [(n,) 4, H, W, 3] and `append_frame` takes 4 frames or one image per
+    env; each environment also has its own autoencoder streams, restarted by `reset`.
     """
 
     def __init__(
