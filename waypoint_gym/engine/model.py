@@ -70,7 +70,7 @@ def sigma_features(sigma: torch.Tensor) -> torch.Tensor:
 def spatial_angles(cfg: WaypointConfig, device=None) -> torch.Tensor:
     """[T, Dh/4] float64 angles of the x then y halves of the ortho RoPE, token order y*width + x."""
     n = cfg.head_dim // 16
-    max_f = 0.8 * min(cfg.height, cfg.width)
+    max_f = cfg.rope_nyquist_frac * min(cfg.height, cfg.width)
     w = math.pi * torch.linspace(1, max_f / 2, n, dtype=torch.float64, device=device)
     px = torch.linspace(-1 + 1 / cfg.width, 1 - 1 / cfg.width, cfg.width, dtype=torch.float64, device=device)
     py = torch.linspace(-1 + 1 / cfg.height, 1 - 1 / cfg.height, cfg.height, dtype=torch.float64, device=device)
@@ -82,10 +82,12 @@ def spatial_angles(cfg: WaypointConfig, device=None) -> torch.Tensor:
 
 
 def temporal_angles(cfg: WaypointConfig, t: torch.Tensor) -> torch.Tensor:
-    """[B] frame indices -> [B, Dh/4] float64 angles; exact for any index, not only t < n_frames."""
+    """[B] frame indices -> [B, Dh/4] float64 angles; exact for any index, not only t < n_frames.
+
+    The RoPE time is t * cfg.rope_time_step (Waypoint-1.5's second clock; 1 for every published config)."""
     n = cfg.head_dim // 8
-    u = 10000.0 ** (-2 * torch.arange(n, dtype=torch.float64, device=t.device) / (cfg.head_dim // 4))
-    return (t.to(torch.float64)[:, None] * u).repeat_interleave(2, dim=-1)
+    u = cfg.rope_theta ** (-2 * torch.arange(n, dtype=torch.float64, device=t.device) / (cfg.head_dim // 4))
+    return (t.to(torch.float64)[:, None] * cfg.rope_time_step * u).repeat_interleave(2, dim=-1)
 
 
 def rope_tables(cfg: WaypointConfig, spatial: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
