@@ -276,3 +276,25 @@ def test_stable_baselines3_trains_on_it_through_the_adapter(local_ray):
     model.learn(total_timesteps=64)
     assert model.num_timesteps >= 64 and len(model.ep_info_buffer) >= 4  # episodes ended and were reset
     venv.close()
+
+
+def test_waypoint_15_worlds_run_sharded(local_ray, tmp_path):
+    """A Waypoint-1.5 world (the CPU preset's shapes, TAEHV included) with all 4 video frames per observation: the
+    workers' rollouts are those of local vector envs of their blocks, info['video_frames'] included."""
+    from waypoint_gym.engine import random_checkpoint
+
+    folder = random_checkpoint(tmp_path / "wp15", "waypoint-1.5-cpu", image_size=(64, 128))
+    kwargs = dict(model=str(folder), max_episode_steps=2, frames_per_step=4)
+    env = RayVectorEnv("Waypoint-v0", 4, 2, **kwargs)
+    blocks = Blocks(lambda n: WaypointVectorEnv(n, **kwargs), env.bounds)
+    obs, info = env.reset(seed=3)
+    obs_b, info_b = blocks.reset(seed=3)
+    assert obs.shape == (4, 4, 64, 128, 3) and info["video_frames"].tolist() == [[0, 4]] * 4
+    np.testing.assert_array_equal(obs, obs_b)
+    assert_infos_equal(info, info_b)
+    for actions in random_actions(env, 3):
+        result, ref = env.step(actions), blocks.step(actions)
+        for got, want in zip(result[:4], ref[:4]):
+            np.testing.assert_array_equal(got, want)
+        assert_infos_equal(result[4], ref[4])
+    env.close()

@@ -89,7 +89,8 @@ def train_world_model(args: argparse.Namespace) -> None:
     cfg = WaypointConfig.from_dict(yaml.safe_load(Path(args.config).read_text()))
     tc = WorldModelTraining(steps=args.steps, batch_size=args.batch_size, clip_frames=args.clip_frames, lr=args.lr,
                             clean_context_prob=args.clean_context_prob, ctrl_init_scale=args.ctrl_init_scale,
-                            start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed)
+                            start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed,
+                            loss=args.loss, time_limit=args.time_limit)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
     ae = None
     if args.autoencoder:
@@ -272,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra single frames per step trained from the prompt alone (an episode's first frame)")
     p.add_argument("--init", default=None,
                    help="a checkpoint folder to start from: its weights and caption encoder (fine-tuning)")
+    p.add_argument("--loss", choices=["velocity", "x0"], default="velocity",
+                   help="the velocity error, or the clean frame's (for worlds with prediction: x0)")
+    p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     add_export_args(p)

@@ -154,6 +154,8 @@ def play(world: str = "dream", prompt: str | None = None, record: str | Path | N
     if window is OpenCVWindow:
         require_display("waypoint-gym play")  # before the world is built
     env = make_world(world, prompt)
+    if getattr(getattr(env.unwrapped, "world", None), "frames_per_latent", 1) > 1:
+        fps = min(fps, env.unwrapped.metadata["render_fps"])  # Waypoint-1.5: a step is 4 video frames (15 steps/s)
     keys = env.unwrapped.keys
     controls = Controls(tuple(keys))
     screen = window(f"waypoint-gym: {world}", controls.move)

@@ -17,7 +17,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from waypoint_gym.engine.loading import load_strict, require_files, resolve_uri
+
+if TYPE_CHECKING:
+    from .taehv import TAEHV
 
 log = logging.getLogger(__name__)
 
@@ -441,9 +444,21 @@ class Autoencoder(nn.Module):
         folder_or_repo: str | os.PathLike,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-    ) -> Autoencoder:
-        """Load an autoencoder folder (or hub repo id) strictly: every key must match in name and shape."""
-        folder = resolve_uri(folder_or_repo, allow_patterns=AE_FILES)
+        auto_aspect_ratio: bool = True,
+    ) -> Autoencoder | TAEHV:
+        """Load an autoencoder folder (or hub repo id) strictly: every key must match in name and shape.
+
+        A folder holding `taehv1_5.pth` (or that file's path) is Waypoint-1.5's video autoencoder: a `TAEHV` is
+        returned, built with `auto_aspect_ratio` (which the image autoencoder does not use).
+        """
+        from .taehv import TAEHV, TAEHV_FILE
+
+        path = Path(folder_or_repo).expanduser()
+        if path.is_file() or (path / TAEHV_FILE).is_file():
+            return TAEHV.from_pretrained(path, device=device, dtype=dtype, auto_aspect_ratio=auto_aspect_ratio)
+        folder = resolve_uri(folder_or_repo, allow_patterns=[*AE_FILES, TAEHV_FILE])
+        if (folder / TAEHV_FILE).is_file():
+            return TAEHV.from_pretrained(folder, device=device, dtype=dtype, auto_aspect_ratio=auto_aspect_ratio)
         require_files(folder, AE_FILES)
         enc_config = AutoencoderConfig.from_yaml(folder / ENCODER_CONF)
         dec_config = AutoencoderConfig.from_yaml(folder / DECODER_CONF)

@@ -18,6 +18,10 @@ from torch import nn
 from .config import WaypointConfig
 from .kv_cache import FrameCausalMask, FramePlan, KVCache
 
+# An x0-predicting head's velocity (x - x0) / sigma is read only at sigma > 0; the cache pass at sigma 0
+# divides by this instead, and its output is discarded.
+X0_MIN_SIGMA = 1e-3
+
 
 def rms(x: torch.Tensor) -> torch.Tensor:
     """RMS norm over the last dim, no weight, eps = the dtype's machine epsilon."""
@@ -66,7 +70,7 @@ def sigma_features(sigma: torch.Tensor) -> torch.Tensor:
 def spatial_angles(cfg: WaypointConfig, device=None) -> torch.Tensor:
     """[T, Dh/4] float64 angles of the x then y halves of the ortho RoPE, token order y*width + x."""
     n = cfg.head_dim // 16
-    max_f = 0.8 * min(cfg.height, cfg.width)
+    max_f = cfg.rope_nyquist_frac * min(cfg.height, cfg.width)
     w = math.pi * torch.linspace(1, max_f / 2, n, dtype=torch.float64, device=device)
     px = torch.linspace(-1 + 1 / cfg.width, 1 - 1 / cfg.width, cfg.width, dtype=torch.float64, device=device)
     py = torch.linspace(-1 + 1 / cfg.height, 1 - 1 / cfg.height, cfg.height, dtype=torch.float64, device=device)
@@ -78,10 +82,12 @@ def spatial_angles(cfg: WaypointConfig, device=None) -> torch.Tensor:
 
 
 def temporal_angles(cfg: WaypointConfig, t: torch.Tensor) -> torch.Tensor:
-    """[B] frame indices -> [B, Dh/4] float64 angles; exact for any index, not only t < n_frames."""
+    """[B] frame indices -> [B, Dh/4] float64 angles; exact for any index, not only t < n_frames.
+
+    The RoPE time is t * cfg.rope_time_step (Waypoint-1.5's second clock; 1 for every published config)."""
     n = cfg.head_dim // 8
-    u = 10000.0 ** (-2 * torch.arange(n, dtype=torch.float64, device=t.device) / (cfg.head_dim // 4))
-    return (t.to(torch.float64)[:, None] * u).repeat_interleave(2, dim=-1)
+    u = cfg.rope_theta ** (-2 * torch.arange(n, dtype=torch.float64, device=t.device) / (cfg.head_dim // 4))
+    return (t.to(torch.float64)[:, None] * cfg.rope_time_step * u).repeat_interleave(2, dim=-1)
 
 
 def rope_tables(cfg: WaypointConfig, spatial: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,6 +142,8 @@ class SelfAttention(nn.Module):
         self.gated = cfg.gated_attn
         if cfg.gated_attn:
             self.gate_proj = nn.Linear(cfg.n_heads, cfg.n_heads, bias=False)
+        if cfg.attn_logit_scale:  # rms-normed q and k cap a logit at sqrt(head_dim); this lifts the cap
+            self.log_logit_scale = nn.Parameter(torch.zeros(cfg.n_heads))
 
     def qkv(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.q_proj(h), self.k_proj(h), self.v_proj(h)
@@ -150,6 +158,8 @@ class SelfAttention(nn.Module):
             v1 = v if v1 is None else v1  # block 0 carries its own v to every later block
             v = v + self.v_lamb * (v1 - v)
         q, k = rms(q), rms(k)
+        if hasattr(self, "log_logit_scale"):
+            q = q * self.log_logit_scale.exp().to(q.dtype)[:, None, None]  # [H, 1, 1]
         q, k = apply_rope(q, *inp.rope), apply_rope(k, *inp.rope)
         if inp.cache is None:  # no history: the frame attends to itself only
             out = attention(q, k, v, None)
@@ -185,16 +195,24 @@ class CrossAttention(nn.Module):
 
 
 class CtrlFusion(nn.Module):
-    """x += fc2(silu(fc1(concat(rms(x), rms(c))))); `split` computes the control half once per frame."""
+    """x += fc2(silu(fc1(concat(rms(x), rms(c))))); `split` computes the control half once per frame.
+
+    Gated (an extension): x += fc2(silu(fc1_x rms(x)) * (1 + fc1_c rms(c))), the two halves of the same fc1,
+    so a control scales the content's features instead of shifting them.
+    """
 
     def __init__(self, cfg: WaypointConfig):
         super().__init__()
         D = cfg.d_model
         self.mlp = MLP(2 * D, D, D)
         self.split = False
+        self.gated = cfg.ctrl_fusion == "gated"
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         D = x.shape[-1]
+        if self.gated:
+            w = self.mlp.fc1.weight
+            return self.mlp.fc2(F.silu(F.linear(rms(x), w[:, :D])) * (1 + F.linear(rms(c), w[:, D:])))
         if self.split:
             w = self.mlp.fc1.weight
             hidden = F.linear(rms(x), w[:, :D]) + F.linear(rms(c), w[:, D:])
@@ -379,4 +397,7 @@ class WaypointModel(nn.Module):
         y = self.unpatchify(h)  # [B, F*T, C*ph*pw]
         y = y.view(B, n_frames, cfg.height, cfg.width, C, ph, pw).permute(0, 1, 4, 2, 5, 3, 6)
         y = y.reshape(B, n_frames, C, H, W)
+        if cfg.prediction == "x0":  # the head predicts the clean frame; the sampler takes its velocity
+            s = sigma.to(y.dtype)[..., None, None, None].clamp(min=X0_MIN_SIGMA)  # [B, F, 1, 1, 1]
+            y = (x.to(y.dtype) - y) / s
         return y[:, 0] if one_frame else y

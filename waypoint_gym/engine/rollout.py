@@ -32,9 +32,12 @@ def random_rollout(checkpoint: str | os.PathLike | None, out_dir: str | os.PathL
     if prompt and eng.config.prompt_conditioning:
         eng.set_prompt(prompt)
     start = eng.folder / "start_frames.npy" if eng.folder is not None else None
+    k = eng.frames_per_latent  # video frames per latent (4 for Waypoint-1.5)
     if eng.autoencoder is not None and start is not None and start.is_file():
-        for frame in np.load(start):  # the world's own start, as Waypoint-v0 begins
-            eng.append_frame(np.repeat(frame[None], B, axis=0), env_ids=list(range(B)))
+        frames = np.load(start)  # the world's own start, as Waypoint-v0 begins: k frames per latent, or one image
+        groups = frames.reshape(-1, k, *frames.shape[1:]) if k > 1 and len(frames) % k == 0 else frames
+        for group in groups:
+            eng.append_frame(np.repeat(group[None], B, axis=0), env_ids=list(range(B)))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -52,7 +55,8 @@ def random_rollout(checkpoint: str | os.PathLike | None, out_dir: str | os.PathL
         stats.append({"frame": t, "mean": z.mean().item(), "std": z.std().item(),
                       "abs_max": z.abs().max().item(), "finite": bool(torch.isfinite(z).all())})
         if eng.autoencoder is not None:
-            shown.append(eng.autoencoder.decode(z.to(eng.dtype))[0])
+            img = eng.autoencoder.decode(z.to(eng.dtype))[0]  # env 0: a frame, or a latent's k frames
+            shown.append(img[-1] if k > 1 else img)
     seconds = time.perf_counter() - t0
     summary = {
         "checkpoint": str(eng.folder or checkpoint), "frames": frames, "batch_size": B,

@@ -11,12 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .config import WaypointConfig, preset_config
 from .controls import CtrlInput, ctrl_input_vectors
 from .kv_cache import KVCache
-from .loading import load_strict, require_files, resolve_model, resolve_uri
+from .loading import (
+    load_model_weights,
+    load_strict,
+    remap_waypoint15,
+    require_files,
+    resolve_checkpoint,
+    resolve_model,
+)
 from .model import Conditioning, FrameInputs, WaypointModel
 from .sampler import euler_denoise, sub_schedule
 from .speedups import Speedups, attention_flex, conditioning_table, fuse_qkv, split_ctrl_fusion
@@ -32,13 +39,16 @@ PROMPT_CACHE_SIZE = 16  # encoded texts kept by set_prompt
 
 def load_model(folder: Path, device="cpu", dtype=torch.float32) -> tuple[WaypointConfig, WaypointModel]:
     """A checkpoint folder (config.yaml + model.safetensors) -> config and model, loaded strictly."""
-    require_files(folder, ["config.yaml", "model.safetensors"])
+    require_files(folder, ["config.yaml"])
     cfg = WaypointConfig.from_yaml(folder / "config.yaml")
+    state = load_model_weights(folder, device)
+    if cfg.model_type == "waypoint-1.5":
+        state = remap_waypoint15(state, cfg)
     with torch.device("meta"):
         model = WaypointModel(cfg)
     model = model.to_empty(device=device)
     model.init_buffers()
-    load_strict(model, load_file(folder / "model.safetensors", device=str(device)), what=str(folder))
+    load_strict(model, state, what=str(folder))
     return cfg, model.to(dtype).eval().requires_grad_(False)
 
 
@@ -76,7 +86,16 @@ def random_checkpoint(
     whose images are that size and whose latents are the model's, so image methods work.
     """
     cfg = preset_config(cfg) if isinstance(cfg, str) else cfg
-    if image_size is not None:
+    if image_size is not None and cfg.taehv_ae:  # Waypoint-1.5: a RANDOM TAEHV, whose frames are image_size
+        from .taehv import random_taehv
+
+        ae = random_taehv(cfg.auto_aspect_ratio, seed=seed + 1)
+        if ae.video_size(cfg.latent_shape[1:]) != tuple(image_size):
+            raise ValueError(f"image_size {image_size} is not what TAEHV makes of the latent {cfg.latent_shape[1:]} "
+                             f"(auto_aspect_ratio={cfg.auto_aspect_ratio}): {ae.video_size(cfg.latent_shape[1:])}")
+        ae.save_pretrained(Path(folder) / "autoencoder")
+        cfg = WaypointConfig.from_dict({**cfg.to_dict(), "ae_uri": "autoencoder"})
+    elif image_size is not None:
         from .autoencoder import Autoencoder, AutoencoderConfig
 
         C, h, w = cfg.latent_shape
@@ -95,6 +114,7 @@ def random_checkpoint(
 
 
 PRESET_PREFIX = "preset:"
+NO_PROMPT_15 = "this Waypoint-1.5 world has no prompt conditioning: it takes no prompt (leave the prompt None)"
 
 
 class WorldEngine:
@@ -103,7 +123,9 @@ class WorldEngine:
     Every environment has its own KV cache rows, frame index and prompt. Methods take `env_ids` (None for
     all, an int for one, or a sequence) and controls as one CtrlInput, one per selected environment, or an
     array of control vectors [n, n_buttons + 3]. Latents go in and out as float32 tensors; images as uint8
-    HxWx3 numpy arrays.
+    HxWx3 numpy arrays. In a world with a video autoencoder (Waypoint-1.5, `frames_per_latent` 4) a latent frame
+    is 4 video frames: `gen_frame` returns [(n,) 4, H, W, 3] and `append_frame` takes 4 frames or one image per
+    env; each environment also has its own autoencoder streams, restarted by `reset`.
     """
 
     def __init__(
@@ -130,7 +152,7 @@ class WorldEngine:
             self.config = preset_config(name)
             self.model = random_model(self.config, self.device, dtype, seed=0)
         else:
-            self.folder = resolve_uri(model_uri, allow_patterns=["*.yaml", "*.yml", "*.safetensors", "*.json"])
+            self.folder = resolve_checkpoint(model_uri)
             self.config, self.model = load_model(self.folder, self.device, dtype)
         cfg = self.config
         self.sigmas = sub_schedule(cfg.scheduler_sigmas, n_denoise_steps)
@@ -161,12 +183,32 @@ class WorldEngine:
 
     def _load_autoencoder(self):
         uri = self.config.ae_uri
+        if self.folder is None and self.config.taehv_ae and not uri:  # a 1.5 preset: TAEHV of RANDOM weights too
+            from .taehv import random_taehv
+
+            ae = random_taehv(self.config.auto_aspect_ratio, seed=1).to(self.device, self.dtype)
+            return self._check_autoencoder(ae)
         if not uri:
             return None
         from .autoencoder import Autoencoder
 
         local = self.folder / uri if self.folder is not None else Path(uri)
-        return Autoencoder.from_pretrained(local if local.is_dir() else uri, device=self.device, dtype=self.dtype)
+        ae = Autoencoder.from_pretrained(local if local.exists() else uri, device=self.device, dtype=self.dtype,
+                                         auto_aspect_ratio=self.config.auto_aspect_ratio)
+        return self._check_autoencoder(ae)
+
+    def _check_autoencoder(self, ae):
+        """The autoencoder must be of the config's kind (taehv_ae) and give latents of the model's shape."""
+        video = getattr(ae, "frames_per_latent", 1)
+        if self.config.taehv_ae != (video > 1) or video != self.config.temporal_compression:
+            raise ValueError(
+                f"the config says taehv_ae={self.config.taehv_ae} and temporal_compression="
+                f"{self.config.temporal_compression}, but ae_uri names an autoencoder of {video} frame(s) per latent"
+            )
+        if video > 1:
+            ae.set_batch_size(self.batch_size)  # one stream per env
+            self.video_size(ae)  # latents of the model's size must decode to frames the AE can make
+        return ae
 
     def _apply_speedups(self) -> None:
         s = self.speedups
@@ -188,6 +230,18 @@ class WorldEngine:
         return self.config.latent_shape
 
     @property
+    def frames_per_latent(self) -> int:
+        """Video frames per latent frame, i.e. per generated step and per action (4 for Waypoint-1.5, else 1)."""
+        return self.config.temporal_compression
+
+    def video_size(self, ae=None) -> tuple[int, int]:
+        """(H, W) of the frames this world's autoencoder makes from the model's latents."""
+        ae = ae or self._require_autoencoder()
+        if hasattr(ae, "video_size"):
+            return ae.video_size(self.latent_shape[1:])
+        return tuple(ae.output_size)
+
+    @property
     def n_denoise_steps(self) -> int:
         return len(self.sigmas) - 1
 
@@ -202,6 +256,8 @@ class WorldEngine:
         """Forget the history of the selected environments; their next frame is frame 0. Prompts are kept."""
         ids, _, _ = self._select(env_ids)
         self.cache.reset(ids)
+        if self.autoencoder is not None and hasattr(self.autoencoder, "set_batch_size"):  # streaming (TAEHV)
+            self.autoencoder.reset(None if ids is None else ids.cpu())
 
     def set_prompt(self, text: str | Sequence[str], env_ids: EnvIds = None) -> None:
         """Encode one prompt for all selected environments, or one prompt per selected environment.
@@ -286,6 +342,8 @@ class WorldEngine:
         self.prompt_rows[sel] = P
 
     def _uses_prompts(self) -> bool:
+        if not self.config.prompt_conditioning and self.config.model_type == "waypoint-1.5":
+            raise ValueError(NO_PROMPT_15)  # as the reference engine does; Waypoint-1 worlds warn, for compatibility
         if not self.config.prompt_conditioning:
             log.warning("this checkpoint has no prompt conditioning; the prompt is ignored")
             return False
@@ -331,12 +389,24 @@ class WorldEngine:
         return x[0].clone() if single else x.clone()
 
     def append_frame(self, img, ctrl: Controls = None, env_ids: EnvIds = None) -> None:
-        """Encode uint8 image(s) HxWx3 / NxHxWx3 with the autoencoder and append them as frames."""
+        """Encode uint8 image(s) HxWx3 / NxHxWx3 with the autoencoder and append them as frames.
+
+        With a video autoencoder (Waypoint-1.5: `frames_per_latent` 4) one latent frame is 4 video frames: one env
+        takes [4, H, W, 3], or one image [H, W, 3] repeated 4 times; n envs take [n, 4, H, W, 3], or [n, H, W, 3]
+        (one image each, repeated). One control input conditions the 4 frames.
+        """
         ids, n, single = self._select(env_ids)
         ae = self._require_autoencoder()
         arr = np.asarray(img)
         if arr.dtype != np.uint8:
             raise TypeError(f"frames must be uint8 images, got dtype {arr.dtype}")
+        if self.frames_per_latent > 1:
+            chunk = self._video_chunk(arr, n)  # [n, 4, H, W, 3]
+            ctrl_vec = self._ctrl_vector(ctrl, n)  # checked before the autoencoder's streams move
+            with torch.inference_mode():
+                latent = ae.encode(chunk, env_ids=None if ids is None else ids.cpu()).float()
+            self.append_latent(latent, ctrl_vec, env_ids)
+            return
         if arr.ndim == 3 and n == 1:
             arr = arr[None]
         if arr.ndim != 4 or arr.shape[0] != n or arr.shape[-1] != 3:
@@ -347,12 +417,18 @@ class WorldEngine:
 
     def gen_frame(self, ctrl: Controls = None, env_ids: EnvIds = None, return_img: bool = True, noise=None,
                   generator=None):
-        """Generate the next frame: a uint8 image (HxWx3, or NxHxWx3), or its latent when return_img is False."""
+        """Generate the next frame: a uint8 image (HxWx3, or NxHxWx3), or its latent when return_img is False.
+
+        With a video autoencoder (`frames_per_latent` 4) the latent's 4 video frames: [4, H, W, 3] or [n, 4, H, W, 3].
+        """
         ae = self._require_autoencoder() if return_img else None
         z = self.gen_latent(ctrl, noise, env_ids, generator)
         if not return_img:
             return z
         with torch.inference_mode():
+            if self.frames_per_latent > 1:  # the latent's 4 video frames, [(n,) 4, H, W, 3]
+                ids, _, _ = self._select(env_ids)
+                return ae.decode(z.to(self.dtype), env_ids=None if ids is None else ids.cpu())
             return ae.decode(z.to(self.dtype))
 
     # ------------------------------------------------------------------------------------ passes
@@ -426,6 +502,27 @@ class WorldEngine:
         if not torch.isfinite(x).all():
             raise ValueError(f"{what} contains NaN or inf")
         return x.clone()  # our own copy (an inference tensor here), so compiled passes see one kind of input
+
+    def _video_chunk(self, arr: np.ndarray, n: int) -> np.ndarray:
+        """Frames for append_frame with a video autoencoder -> [n, k, H, W, 3] (k = frames_per_latent)."""
+        k = self.frames_per_latent
+        if arr.ndim == 3 and n == 1:  # one image
+            arr = arr[None]
+        if arr.ndim == 4 and n == 1 and arr.shape[0] == k:  # one env's k frames
+            arr = arr[None]
+        elif arr.ndim == 4 and arr.shape[0] == n:  # one image per env, repeated k times
+            arr = np.repeat(arr[:, None], k, axis=1)
+        if arr.ndim != 5 or arr.shape[:2] != (n, k) or arr.shape[-1] != 3:
+            one = f"[{k}, H, W, 3] or one image [H, W, 3] (repeated {k} times)"
+            many = f"[{n}, {k}, H, W, 3] or [{n}, H, W, 3] (one image per env, repeated)"
+            raise ValueError(
+                f"this world encodes {k} video frames per latent frame: frames must be "
+                f"{one if n == 1 else many}, got shape {arr.shape}"
+            )
+        H, W = self.video_size()
+        if arr.shape[2:4] != (H, W):
+            raise ValueError(f"frames must be {H}x{W} for this world's autoencoder, got {arr.shape[2]}x{arr.shape[3]}")
+        return arr
 
     def _ctrl_vector(self, ctrl: Controls, n: int) -> torch.Tensor:
         """Controls of n envs -> [n, 2 + n_buttons + 1] = concat(mouse, multi-hot buttons, scroll sign)."""

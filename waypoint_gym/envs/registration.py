@@ -1,4 +1,5 @@
-"""Gymnasium ids of the Waypoint environments: `Waypoint-v0` and `Waypoint-Small-v0`."""
+"""Gymnasium ids of the Waypoint environments: `Waypoint-v0`, `Waypoint-Small-v0`, `Waypoint-1.5-v0` and
+`Waypoint-1.5-360P-v0`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ ENVS: dict[str, dict] = {
     "Waypoint-v0": {},
     # The published 2.3B model from the hub, on a GPU in bfloat16.
     "Waypoint-Small-v0": {"model": "Overworld/Waypoint-1-Small", "device": "cuda", "dtype": "bfloat16"},
+    # Waypoint-1.5 (1.2B, TAEHV): one step is one action and one latent frame, i.e. 4 video frames at 60 fps.
+    "Waypoint-1.5-v0": {"model": "Overworld/Waypoint-1.5-1B", "device": "cuda", "dtype": "bfloat16"},
+    "Waypoint-1.5-360P-v0": {"model": "Overworld/Waypoint-1.5-1B-360P", "device": "cuda", "dtype": "bfloat16"},
 }
 
 

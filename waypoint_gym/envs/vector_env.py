@@ -30,7 +30,9 @@ from .world_batch import (
     describe_prompt,
     episode_options,
     episode_start,
+    step_rate,
     step_rewards,
+    video_frames,
 )
 
 log = logging.getLogger(__name__)
@@ -76,12 +78,13 @@ class WaypointVectorEnv(VectorEnv):
         prompt_encoder: Callable | None = None,
         timing: bool = False,
         start_fn: Callable[[np.random.Generator], dict] | None = None,
+        frames_per_step: int = 1,
     ):
         self._init_kwargs = dict(
             num_envs=num_envs, model=model, device=device, dtype=dtype, prompt=prompt, seed_frames=seed_frames,
             keys=keys, mouse_scale=mouse_scale, n_denoise_steps=n_denoise_steps, obs_size=obs_size,
             max_episode_steps=max_episode_steps, reward_fn=reward_fn, render_mode=render_mode,
-            prompt_encoder=prompt_encoder, timing=timing, start_fn=start_fn,
+            prompt_encoder=prompt_encoder, timing=timing, start_fn=start_fn, frames_per_step=frames_per_step,
         )
         if start_fn is not None and not callable(start_fn):
             raise TypeError(f"start_fn must be a callable np_random -> dict, got {type(start_fn).__name__}")
@@ -96,15 +99,17 @@ class WaypointVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.max_episode_steps = check_max_episode_steps(max_episode_steps)
         self.world = WorldBatch.load(
-            model, device, dtype, self.num_envs, keys, mouse_scale, n_denoise_steps, obs_size, prompt_encoder
+            model, device, dtype, self.num_envs, keys, mouse_scale, n_denoise_steps, obs_size, prompt_encoder,
+            frames_per_step,
         )
+        self.metadata = {**self.metadata, "render_fps": step_rate(self.world)}
         self.engine = self.world.engine
         self.reward_fn = default_reward_fn(reward_fn, self.world)
         self.keys = self.world.keys
         self.macro_actions = self.world.config.extra.get("macro_actions")  # the checkpoint's discrete action table
         self.single_action_space = action_space(len(self.keys))
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.single_observation_space = spaces.Box(0, 255, (*self.world.obs_size, 3), np.uint8)
+        self.single_observation_space = spaces.Box(0, 255, self.world.obs_shape, np.uint8)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.prompts = self._per_env_prompts(self.world.default_prompt if prompt is None else prompt)
         for p in self.prompts:
@@ -227,6 +232,9 @@ class WaypointVectorEnv(VectorEnv):
             "frame_index": np.where(mask, self.engine.frame_index(), 0), "_frame_index": mask,
             "prompt": prompts, "_prompt": mask.copy(),
         }
+        if self.world.frames_per_latent > 1:
+            covered = video_frames(self.world, self.engine.frame_index(), self.world.steps)
+            infos.update(video_frames=np.where(mask[:, None], covered, 0), _video_frames=mask.copy())
         if self.timing:
             infos.update(step_time=np.where(mask, seconds, 0.0), _step_time=mask.copy())
         return infos

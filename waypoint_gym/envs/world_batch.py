@@ -22,6 +22,7 @@ import torch
 from waypoint_gym.engine import WorldEngine
 from waypoint_gym.engine.controls import KeyMap
 from waypoint_gym.engine.reward_head import RewardHead, checkpoint_reward_head
+from waypoint_gym.engine.world_engine import NO_PROMPT_15
 
 from .rewards import RewardFn, make_reward_fn
 
@@ -109,8 +110,15 @@ class WorldBatch:
         keys: Sequence[str] | None = None,
         mouse_scale: float | None = None,
         obs_size: int | tuple[int, int] | None = None,
+        frames_per_step: int = 1,
     ):
         obs_hw = _pair(obs_size, "obs_size")
+        # Video frames per step: 4 where one latent frame is 4 video frames (Waypoint-1.5), else 1.
+        self.frames_per_latent = k = engine.frames_per_latent
+        if frames_per_step not in (1, k) or isinstance(frames_per_step, bool):
+            raise ValueError(f"frames_per_step must be 1 (the step's last frame) or {k} (all its frames) for this "
+                             f"world, got {frames_per_step!r}")
+        self.frames_per_step = int(frames_per_step)
         self.engine = engine
         self.config = cfg = engine.config
         self.ae = engine.autoencoder
@@ -123,14 +131,21 @@ class WorldBatch:
         self._applied: list[Any] = [object()] * engine.batch_size  # the prompt each row's engine state holds
         self._warned_prompt = False
         if self.ae is not None:
-            self.frame_size = tuple(self.ae.output_size)  # (H, W) of decoded frames: what render() shows
-            self.input_size = tuple(self.ae.encoder.config.input_size)  # (H, W) seed frames are resized to
+            if k > 1:  # a video autoencoder: seed frames are taken, and frames made, at the world's video size
+                self.frame_size = self.input_size = tuple(engine.video_size())
+            else:
+                self.frame_size = tuple(self.ae.output_size)  # (H, W) of decoded frames: what render() shows
+                self.input_size = tuple(self.ae.encoder.config.input_size)  # (H, W) seed frames are resized to
             self.obs_size = obs_hw or self.frame_size
+            # One observation: the step's last frame (H, W, 3), or all its frames (frames_per_step, H, W, 3).
+            self.obs_shape = (*self.obs_size, 3) if self.frames_per_step == 1 else (k, *self.obs_size, 3)
             n = engine.batch_size
             self.frames = np.zeros((n, *self.frame_size, 3), np.uint8)  # the latest frame of each row
-            self.obs = np.zeros((n, *self.obs_size, 3), np.uint8)
+            self.clips = np.zeros((n, k, *self.frame_size, 3), np.uint8)  # the latest step's k frames of each row
+            self.obs = np.zeros((n, *self.obs_shape), np.uint8)
             self.default_start = self._load_default_start()
-            self._default_latents = self.encode(self.default_start)  # encoded once, reused every reset
+            # encoded once, reused every reset (a video autoencoder's streams are per episode: encoded at start)
+            self._default_latents = self.encode(self.default_start) if k == 1 else None
         self.latents = torch.zeros(engine.batch_size, *self.latent_shape, device=engine.device)  # latest latents
         self.prompts: list[Prompt] = [None] * engine.batch_size  # each row's episode prompt
         self.steps = np.zeros(engine.batch_size, np.int64)  # steps since each row's episode began
@@ -147,6 +162,7 @@ class WorldBatch:
         n_denoise_steps: int | None = None,
         obs_size: int | tuple[int, int] | None = None,
         prompt_encoder: Callable | None = None,
+        frames_per_step: int = 1,
     ) -> WorldBatch:
         """The world an env plays: its engine loaded from `model` (None: the bundled world); needs an autoencoder."""
         _pair(obs_size, "obs_size")
@@ -161,7 +177,7 @@ class WorldBatch:
             )
         if prompt_encoder is not None:
             engine.prompt_encoder = prompt_encoder
-        return cls(engine, keys, mouse_scale, obs_size)
+        return cls(engine, keys, mouse_scale, obs_size, frames_per_step)
 
     # ------------------------------------------------------------------------------------ input checks
 
@@ -196,6 +212,12 @@ class WorldBatch:
             )
         if len(frames) == 0:
             raise ValueError("seed_frames is empty: give at least one frame, or None for the default start")
+        k = self.frames_per_latent
+        if k > 1 and len(frames) != 1 and len(frames) % k:
+            raise ValueError(
+                f"this world takes {k} video frames per latent frame: seed_frames must be one image (repeated {k} "
+                f"times) or a multiple of {k} frames, got {len(frames)}"
+            )
         out = []
         for i, f in enumerate(frames):
             if not isinstance(f, np.ndarray):
@@ -205,22 +227,25 @@ class WorldBatch:
             if f.ndim != 3 or f.shape[-1] != 3 or min(f.shape[:2]) < 1:
                 raise ValueError(f"seed frame {i} must be HxWx3 (RGB), got shape {f.shape}")
             out.append(resize(f, self.input_size))
-        return np.stack(out)
+        out = np.stack(out)
+        return np.repeat(out, k, axis=0) if k > 1 and len(out) == 1 else out
 
     def _load_default_start(self) -> np.ndarray:
         """The frames an episode under the default prompt starts from: the checkpoint's `start_frames.npy`, else
-        one mid-grey frame; uint8 [n, H, W, 3]."""
+        one mid-grey frame (k of them for a video autoencoder of k frames per latent); uint8 [n, H, W, 3]."""
         folder = self.engine.folder
         path = Path(folder) / START_FRAMES_FILE if folder is not None else None
         if path is not None and path.is_file():
             return self.check_seed_frames(np.load(path))
-        return np.full((1, *self.input_size, 3), DEFAULT_START_GREY, dtype=np.uint8)
+        return np.full((self.frames_per_latent, *self.input_size, 3), DEFAULT_START_GREY, dtype=np.uint8)
 
     # ------------------------------------------------------------------------------------ prompts
 
     def prompt_rows(self, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """A checked prompt -> the (embedding [P, Dp], pad mask [P]) the engine takes; None: unconditioned model."""
         if not self.config.prompt_conditioning:
+            if prompt is not None and self.config.model_type == "waypoint-1.5":
+                raise ValueError(NO_PROMPT_15)
             if prompt is not None and not self._warned_prompt:
                 log.warning("this world has no prompt conditioning; prompts are ignored")
                 self._warned_prompt = True
@@ -245,17 +270,28 @@ class WorldBatch:
 
     # ------------------------------------------------------------------------------------ frames
 
-    def encode(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 frames [n, H, W, 3] -> latents [n, C, h, w] (float32)."""
+    def encode(self, frames: np.ndarray, row: int | None = None) -> torch.Tensor:
+        """uint8 frames [n, H, W, 3] -> latents [n, C, h, w] (float32). A video autoencoder encodes k frames per
+        latent (n = m*k -> m latents) and continues the stream of episode `row` (begun by `begin`)."""
+        k = self.frames_per_latent
         with torch.inference_mode():
-            return self.ae.encode(np.ascontiguousarray(frames)).float()
+            if k == 1:
+                return self.ae.encode(np.ascontiguousarray(frames)).float()
+            chunks = np.ascontiguousarray(frames).reshape(-1, k, *frames.shape[1:])
+            return torch.stack([self.ae.encode(c, env_ids=[row]).float() for c in chunks])
 
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """Latents [n, C, h, w] -> uint8 frames [n, H, W, 3]."""
+    def decode(self, latents: torch.Tensor, rows: Rows = None) -> np.ndarray:
+        """Latents [n, C, h, w] -> uint8 frames [n, H, W, 3], or [n, k, H, W, 3] from a video autoencoder (which
+        continues the decoder streams of `rows`)."""
         with torch.inference_mode():
-            return self.ae.decode(latents.to(self.engine.dtype))
+            if self.frames_per_latent == 1:
+                return self.ae.decode(latents.to(self.engine.dtype))
+            return self.ae.decode(latents.to(self.engine.dtype), env_ids=rows)
 
     def observe(self, frame: np.ndarray) -> np.ndarray:
+        """A frame [H, W, 3], or a step's frames [k, H, W, 3], -> the observation."""
+        if frame.ndim == 4:
+            return np.stack([resize(f, self.obs_size) for f in frame[-self.frames_per_step:]]).reshape(self.obs_shape)
         return resize(frame, self.obs_size)
 
     def begin(self, rows: Rows, prompts: Sequence[Prompt]) -> None:
@@ -291,24 +327,31 @@ class WorldBatch:
         Every input must be checked already. Sets the rows' frames, observations, latents, prompts and steps.
         """
         opening = [self.opens_from_prompt(p, f) for p, f in zip(prompts, seed_frames)]
-        seeds = [[] if o else self._default_latents if f is None else self.encode(f)
-                 for o, f in zip(opening, seed_frames)]
+        k = self.frames_per_latent
+        if k == 1:
+            seeds = [[] if o else self._default_latents if f is None else self.encode(f)
+                     for o, f in zip(opening, seed_frames)]
         self.begin(rows, prompts)
-        for k in range(max(len(z) for z in seeds)):  # frame k of every row that has one, in one pass
-            have = [i for i, z in enumerate(seeds) if len(z) > k]
-            self.engine.append_latent(torch.stack([seeds[i][k] for i in have]), None, [rows[i] for i in have])
-        firsts = [None if o else self.default_start[-1] if f is None else f[-1] for o, f in zip(opening, seed_frames)]
+        if k > 1:  # after begin: each row's encoder stream starts with its episode
+            seeds = [[] if o else self.encode(self.default_start if f is None else f, row)
+                     for o, f, row in zip(opening, seed_frames, rows)]
+        for f in range(max(len(z) for z in seeds)):  # latent frame f of every row that has one, in one pass
+            have = [i for i, z in enumerate(seeds) if len(z) > f]
+            self.engine.append_latent(torch.stack([seeds[i][f] for i in have]), None, [rows[i] for i in have])
+        firsts = [None if o else self.default_start[-k:] if f is None else f[-k:] for o, f in zip(opening, seed_frames)]
         latents = [None if o else z[-1] for o, z in zip(opening, seeds)]
         new = [i for i, o in enumerate(opening) if o]
         if new:  # their first frame, with no keys held
             noise = np.stack([rngs[i].standard_normal(self.latent_shape, dtype=np.float32) for i in new])
             z = self.dream([rows[i] for i in new], noise=noise)
-            frames = self.decode(z)
+            frames = self.decode(z, [rows[i] for i in new])
+            frames = frames if k > 1 else frames[:, None]
             for j, i in enumerate(new):
                 firsts[i], latents[i] = frames[j], z[j]
         for j, row in enumerate(rows):
-            self.frames[row] = resize(firsts[j], self.frame_size)
-            self.obs[row] = self.observe(self.frames[row])
+            self.clips[row] = [resize(f, self.frame_size) for f in firsts[j]]  # the last k seed or first frames
+            self.frames[row] = self.clips[row, -1]
+            self.obs[row] = self.observe(self.clips[row])
             self.latents[row] = latents[j]
             self.prompts[row] = prompts[j]
         self.steps[rows] = 0
@@ -325,12 +368,15 @@ class WorldBatch:
         updates the rows' frames, observations, latents and steps."""
         noise = np.stack([rng.standard_normal(self.latent_shape, dtype=np.float32) for rng in rngs])
         t0 = perf_counter()
-        z = self.dream(None if len(rows) == self.engine.batch_size else rows, pressed, mouse, noise)
-        frames = self.decode(z)
+        selected = None if len(rows) == self.engine.batch_size else rows
+        z = self.dream(selected, pressed, mouse, noise)
+        frames = self.decode(z, selected)  # [n, H, W, 3], or [n, k, H, W, 3] from a video autoencoder
+        frames = frames if self.frames_per_latent > 1 else frames[:, None]
         seconds = perf_counter() - t0
         prev_obs, prev_latents = self.obs[rows].copy(), self.latents[rows].clone()
         for j, row in enumerate(rows):
-            self.frames[row] = frames[j]
+            self.clips[row] = frames[j]
+            self.frames[row] = frames[j, -1]
             self.obs[row] = self.observe(frames[j])
         self.latents[rows] = z
         self.steps[rows] += 1
@@ -377,6 +423,21 @@ def default_reward_fn(reward_fn: RewardFn | str | None, world: WorldBatch) -> Re
     if reward_fn is None and world.reward_head is not None:
         return None
     return make_reward_fn(reward_fn)
+
+
+def step_rate(world: WorldBatch, default: float = 30) -> float:
+    """Env steps per second of video: the latent frame rate where the config gives one, else `default`."""
+    fps = world.config.latent_fps
+    return float(fps) if fps is not None and world.frames_per_latent > 1 else default
+
+
+def video_frames(world: WorldBatch, frame_index: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """[n, 2]: the video frames [start, stop) the last step (or reset) covered, counted from the episode's first
+    video frame; latent frame f is video frames k*f .. k*f + k - 1 (a reset covers all its seed frames)."""
+    k = world.frames_per_latent
+    stop = k * np.asarray(frame_index, np.int64)
+    start = np.where(np.asarray(steps) > 0, stop - k, 0)
+    return np.stack([start, stop], axis=1)
 
 
 def episode_options(prompt: Any, seed_frames: Any, options: dict | None, extra: tuple[str, ...] = ()) -> dict:

@@ -26,7 +26,9 @@ from .world_batch import (
     describe_prompt,
     episode_options,
     episode_start,
+    step_rate,
     step_rewards,
+    video_frames,
 )
 
 
@@ -130,12 +132,13 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         prompt_encoder: Callable | None = None,
         timing: bool = False,
         start_fn: Callable[[np.random.Generator], dict] | None = None,
+        frames_per_step: int = 1,
     ):
         self._init_kwargs = dict(
             model=model, device=device, dtype=dtype, prompt=prompt, seed_frames=seed_frames, keys=keys,
             mouse_scale=mouse_scale, n_denoise_steps=n_denoise_steps, obs_size=obs_size,
             max_episode_steps=max_episode_steps, reward_fn=reward_fn, render_mode=render_mode,
-            prompt_encoder=prompt_encoder, timing=timing, start_fn=start_fn,
+            prompt_encoder=prompt_encoder, timing=timing, start_fn=start_fn, frames_per_step=frames_per_step,
         )
         if start_fn is not None and not callable(start_fn):
             raise TypeError(f"start_fn must be a callable np_random -> dict, got {type(start_fn).__name__}")
@@ -148,13 +151,14 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         self.render_mode = render_mode
         self.max_episode_steps = check_max_episode_steps(max_episode_steps)
         self.world = WorldBatch.load(model, device, dtype, 1, keys, mouse_scale, n_denoise_steps, obs_size,
-                                     prompt_encoder)
+                                     prompt_encoder, frames_per_step)
+        self.metadata = {**self.metadata, "render_fps": step_rate(self.world)}
         self.engine = self.world.engine
         self.reward_fn = default_reward_fn(reward_fn, self.world)
         self.keys = self.world.keys
         self.macro_actions = self.world.config.extra.get("macro_actions")  # the checkpoint's discrete action table
         self.action_space = action_space(len(self.keys))
-        self.observation_space = spaces.Box(0, 255, (*self.world.obs_size, 3), np.uint8)
+        self.observation_space = spaces.Box(0, 255, self.world.obs_shape, np.uint8)
         self.prompt = self.world.check_prompt(self.world.default_prompt if prompt is None else prompt)
         self.world.prompt_rows(self.prompt)  # encode a text prompt now, so a missing encoder fails here
         self.seed_frames = self.world.check_seed_frames(seed_frames)
@@ -195,7 +199,10 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
 
     def _info(self, seconds: float) -> dict[str, Any]:
         self.step_time = seconds
-        info = {"frame_index": int(self.engine.frame_index(0)[0]), "prompt": describe_prompt(self.world.prompts[0])}
+        frame = int(self.engine.frame_index(0)[0])
+        info = {"frame_index": frame, "prompt": describe_prompt(self.world.prompts[0])}
+        if self.world.frames_per_latent > 1:
+            info["video_frames"] = video_frames(self.world, np.array([frame]), self.world.steps[:1])[0]
         if self.timing:
             info["step_time"] = seconds
         return info
@@ -209,8 +216,10 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         if self.render_mode == "rgb_array":
             return self.world.frames[0].copy()
         self._window = self._window or f"Waypoint ({id(self):x})"
-        cv2.imshow(self._window, cv2.cvtColor(self.world.frames[0], cv2.COLOR_RGB2BGR))
-        cv2.waitKey(max(1, math.floor(1000 / self.metadata["render_fps"])))
+        clip = self.world.clips[0]  # the step's video frames, shown at the video frame rate
+        for frame in clip:
+            cv2.imshow(self._window, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            cv2.waitKey(max(1, math.floor(1000 / (self.metadata["render_fps"] * len(clip)))))
         return None
 
     def close(self) -> None:

@@ -50,6 +50,7 @@ class WorldModelTraining:
     start_frames: int = 0  # extra frames per step generated from the prompt alone, as an episode's first frame
     init: str | None = None  # a checkpoint folder whose weights and caption encoder to start from (fine-tuning)
     prompt_dropout: float = 0.1
+    loss: str = "velocity"  # "velocity": the rectified-flow target; "x0": the clean frame's error, unweighted
     seed: int = 0
     device: str = "cpu"
     log_every: int = 25
@@ -99,8 +100,10 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     emb = torch.where(drop_prompt[:, None, None], model.null_prompt(emb), emb)
     drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
     t = torch.arange(F_, device=device).expand(B, -1)
-    v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl)
-    return (v.float() - (noise - x0)).pow(2).mean(dim=(2, 3, 4)), carries_loss
+    v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl).float()
+    if tc.loss == "x0":  # the error of the clean frame the velocity implies, x - sigma v, at every sigma alike
+        return (x - s * v - x0).pow(2).mean(dim=(2, 3, 4)), carries_loss
+    return (v - (noise - x0)).pow(2).mean(dim=(2, 3, 4)), carries_loss
 
 
 def lr_at(step: int, tc: WorldModelTraining) -> float:
@@ -117,9 +120,15 @@ def train_world_model(
     run_dir: str | Path,
     cfg: WaypointConfig,
     tc: WorldModelTraining | None = None,
+    on_checkpoint: Callable[[int, WaypointModel, CaptionEncoder], bool] | None = None,
 ) -> tuple[WaypointModel, CaptionEncoder]:
-    """Train (or resume) in `run_dir`; returns the EMA model and the caption encoder."""
+    """Train (or resume) in `run_dir`; returns the EMA model and the caption encoder.
+
+    `on_checkpoint(step, ema, encoder)` runs after each checkpoint; training stops early when it returns True.
+    """
     tc = tc or WorldModelTraining()
+    if tc.loss not in ("velocity", "x0"):
+        raise ValueError(f"loss must be 'velocity' or 'x0', got {tc.loss!r}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(tc.device)
@@ -202,6 +211,9 @@ def train_world_model(
                      "opt": opt.state_dict(), "step": step}
             torch.save(state, state_path.with_suffix(".tmp"))
             state_path.with_suffix(".tmp").replace(state_path)
+            if on_checkpoint is not None and on_checkpoint(step, ema.eval(), encoder.eval()):
+                break
+            encoder.train()
     bar.close()
     log_file.close()
     return ema.eval(), encoder.eval()
