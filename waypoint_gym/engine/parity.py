@@ -1,6 +1,6 @@
 """The protocols of the Waypoint parity fixtures (`shared/fixtures/README.md`) and their tolerances, on any device
-and dtype: the world model's 16-frame rollout and the autoencoder's round trip. The tests and
-`benchmarks/gpu.py` run them.
+and dtype: the world model's 16-frame rollout (Waypoint-1 and 1.5), the image autoencoder's round trip and TAEHV's
+streaming round trip. The tests and `benchmarks/gpu.py` run them.
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ def fixture_ctrls(rollout: dict[str, torch.Tensor]) -> list[CtrlInput]:
 
 
 def run_parity_protocol(engine: WorldEngine, rollout: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-    """Reset; frames 0 and 1 by cache pass on the seed latents, then 2..15 generated from the given noise.
+    """Reset; frames 0 and 1 by cache pass on the seed latents, then 2..15 generated from the given noise. The
+    prompt embedding is set when the rollout has one (waypoint15-parity-a has none).
 
     Returns the 14 generated latents (float32, on the engine's device).
     """
     engine.reset()
-    engine.set_prompt_embedding(rollout["prompt_emb"], rollout["prompt_pad_mask"])
+    if "prompt_emb" in rollout:
+        engine.set_prompt_embedding(rollout["prompt_emb"], rollout["prompt_pad_mask"])
     out = []
     for t, ctrl in enumerate(fixture_ctrls(rollout)):
         if t < SEED_FRAMES:
@@ -71,4 +73,25 @@ def autoencoder_errors(ae: Autoencoder, roundtrip: dict[str, torch.Tensor]) -> d
         "latent_relative": relative_error(z, roundtrip["expected_latents"]),
         "grey_levels_max": int(grey.max()),
         "share_beyond_1_level": float((grey > AE_GREY_LEVELS).mean()),
+    }
+
+
+def taehv_errors(ae, roundtrip: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The streaming round trip of taehv-parity-a (`taehv_roundtrip.safetensors` or `..._360p`) on a TAEHV of one
+    stream, built with the file's `auto_aspect_ratio`: reset once, encode the chunks of 4 frames in order, then
+    decode the expected latents in order (the first decode warms up). Errors as `autoencoder_errors`; decoded values
+    are compared after rounding with the expected ones rounded (float file) or as stored (uint8 file)."""
+    frames, want_z = roundtrip["frames"], roundtrip["expected_latents"]
+    ae.reset()
+    with torch.inference_mode():
+        z = torch.stack([ae.encode(frames[4 * k: 4 * k + 4]) for k in range(len(want_z))])
+        decoded = torch.stack([ae.decode_float(want_z[k].to(ae.device, ae.dtype)).cpu() for k in range(len(want_z))])
+    want = roundtrip.get("expected_decoded_float")
+    want = want.round() if want is not None else roundtrip["expected_decoded_u8"]
+    grey = (decoded.round().to(torch.int32) - want.to(torch.int32)).abs()
+    return {
+        "latent_max_abs": max(frame_errors(z, want_z)),
+        "latent_relative": relative_error(z, want_z),
+        "grey_levels_max": int(grey.max()),
+        "share_beyond_1_level": float((grey > AE_GREY_LEVELS).float().mean()),
     }
