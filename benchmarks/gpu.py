@@ -1,28 +1,38 @@
-"""The GPU path in one command: parity on the device, the published preset's speed, batched envs, training
-throughput and the versions, in one JSON and a printed table.
+"""The GPU path in one command: parity on the device, the published presets' speed, batched envs, the autoencoder,
+training throughput and the versions, for Waypoint-1 and Waypoint-1.5, in one JSON and a printed table.
 
-    python benchmarks/gpu.py                                # CUDA: within 8 minutes on an H100/H200
+    python benchmarks/gpu.py                                # CUDA: both families within 8 minutes on an H100/H200
     python benchmarks/gpu.py --device cpu --quick           # every part on tiny presets, about a minute (CI runs it)
-    python benchmarks/gpu.py --parts parity,engine          # some parts only
+    python benchmarks/gpu.py --parts parity,engine          # some parts only (of every family)
+    python benchmarks/gpu.py --family waypoint-1.5 --preset waypoint-1.5-360p   # one family, its 360p preset
 
 Parts, each timed and skipped with its reason when the time left of `--budget-s` would not cover it (the JSON is
-written after every setting of every part, so a run cut short still leaves one):
+written after every setting of every part, so a run cut short still leaves one). The versions first, then
+Waypoint-1's parts (parity, training, engine, env), then Waypoint-1.5's (parity-1.5, autoencoder-1.5, engine-1.5,
+env-1.5), all within the one budget: when it covers every part's least share each part keeps the later parts'
+shares; when it does not, Waypoint-1 is served first and 1.5 runs in what is left.
 
-1. parity: the shared fixtures (world model and autoencoder) on the device in float32, against the fixtures'
-   tolerances, and in bfloat16 (error reported); each speed path (fused QKV, cached AdaLN conditioning, split
-   controller fusion, flex attention, torch.compile) alone and all together against the plain path on the same
-   inputs, and all together in bfloat16 (error reported). TF32 is switched off for the float32 checks.
-2. engine: the family's published preset (waypoint-1-small, 2.3B, RANDOM weights, bf16, compiled as WorldEngine
-   compiles on CUDA) at batch 1, 4, 16 and 64, at 4 and 2 denoising steps: compile time (the first frame),
-   frames/s, token-passes/s (batch x frames/s x tokens/frame x steps), peak GPU memory and the graphs compiled.
-3. env: env steps/s of `gym.make_vec("Waypoint-v0", n, vectorization_mode="vector_entry_point")` on a checkpoint
-   of the same preset (RANDOM weights, with a RANDOM autoencoder of an assumed size), decode included.
-4. training: steps/s and clips/s of `train_world_model` with the bundled world's config and recipe, on RANDOM
-   latents of the bundled world's shape (speed does not depend on their values).
-5. versions: device, driver, torch, CUDA, cuDNN, Triton.
+1. parity: the family's shared fixtures (world model and autoencoder; for 1.5 waypoint15-parity-a and TAEHV's
+   taehv-parity-a, both of its files) on the device in float32, against the fixtures' tolerances, and in bfloat16
+   (error reported); each speed path (fused QKV, cached AdaLN conditioning, split controller fusion, flex
+   attention, torch.compile) alone and all together against the plain path on the same inputs, and all together
+   in bfloat16 (error reported). TF32 is switched off for the float32 checks.
+2. engine: the family's published preset (RANDOM weights, bf16, compiled as WorldEngine compiles on CUDA) at batch
+   1, 4, 16 and 64: waypoint-1-small (2.3B) at 4 and 2 denoising steps, waypoint-1.5-1b (1.2B, 720p, 512
+   tokens/frame) at its 4: compile time (the first frame), latent frames/s, video frames/s (x frames per latent:
+   4 for 1.5), token-passes/s (batch x frames/s x tokens/frame x steps), peak GPU memory and the graphs compiled.
+3. env: env steps/s of `gym.make_vec(id, n, vectorization_mode="vector_entry_point")` (Waypoint-v0,
+   Waypoint-1.5-v0) on a checkpoint of the same preset (RANDOM weights, with a RANDOM autoencoder: Waypoint-1's of
+   an assumed size, 1.5's TAEHV of the published layout), decode included.
+4. training (Waypoint-1): steps/s and clips/s of `train_world_model` with the bundled world's config and recipe, on
+   RANDOM latents of the bundled world's shape (speed does not depend on their values).
+5. autoencoder (Waypoint-1.5): TAEHV alone, RANDOM weights, one stream: encode and decode ms per 4 frames, and the
+   first decode after a reset, at 360x640 and 720x1280.
+6. versions: device, driver, torch, CUDA, cuDNN, Triton.
 
-`--quick` uses the family's CPU-sized preset, fewer settings and frames, and compiles with the "aot_eager" backend
-(dynamo traces the same full graphs; inductor's code generation takes minutes on a CPU).
+`--quick` uses the families' CPU-sized presets (waypoint-cpu-small, waypoint-1.5-cpu), fewer settings and frames,
+TAEHV at 64x128, and compiles with the "aot_eager" backend (dynamo traces the same full graphs; inductor's code
+generation takes minutes on a CPU), the "all" speed path only.
 """
 
 from __future__ import annotations
@@ -57,11 +67,12 @@ from waypoint_gym.engine import Speedups, WaypointConfig, WorldEngine, preset_co
 from waypoint_gym.engine import parity as wp1
 from waypoint_gym.engine.autoencoder import Autoencoder, AutoencoderConfig
 from waypoint_gym.engine.loading import BUNDLED_WORLD
+from waypoint_gym.engine.taehv import TAEHV, WORKING_SIZE, random_taehv
 from waypoint_gym.engine.world_engine import random_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("WAYPOINT_FIXTURES", ROOT.parent / "shared" / "fixtures"))
-PARTS = ("versions", "parity", "engine", "env", "training")
+PARTS = ("versions", "parity", "engine", "env", "training", "autoencoder")
 EAGER_ATOL = 2e-5  # a speed path without compile against the plain path (as tests/test_speedups.py)
 COMPILED_ATOL = 1e-4  # a compiled path against the plain path
 
@@ -77,6 +88,10 @@ class Family:
     how to write a random checkpoint of its preset for the env part.
     """
 
+    name: str
+    model_type: str  # the config's model_type: which family a --preset belongs to
+    suffix: str  # of its part names in the JSON and the table ("" for Waypoint-1: "parity", "parity-1.5", ...)
+    parts: tuple[str, ...]  # what it runs, in order
     preset: str  # the published size, for the engine and env parts
     quick_preset: str  # a CPU-sized member, for --quick
     world_fixture: str  # a folder of FIXTURES
@@ -87,6 +102,15 @@ class Family:
     ae_errors: Callable[[Path, torch.device, torch.dtype], dict[str, Any]]
     # (folder, preset name, quick, device, dtype) -> a checkpoint folder an env loads, autoencoder included
     write_checkpoint: Callable[[Path, str, bool, torch.device, torch.dtype], Path]
+    # a checkpoint folder's autoencoder, for the env part's JSON
+    describe_autoencoder: Callable[[Path], dict[str, Any]]
+    env_id: str  # the Gymnasium id the env part makes (model= the random checkpoint)
+    published_reference: str  # the published speed figure to set beside the engine part's
+    engine_steps: tuple[int, ...] | None = None  # denoising steps of the engine part (None: the plan's)
+
+    def key(self, part: str) -> str:
+        """The part's name in the JSON and the table."""
+        return part if part == "versions" else part + self.suffix
 
 
 def waypoint1_rollout(folder: Path, device: torch.device, dtype: torch.dtype, speedups: Speedups):
@@ -128,11 +152,69 @@ def waypoint1_checkpoint(folder: Path, preset: str, quick: bool, device: torch.d
     return save_checkpoint(folder, cfg, random_model(cfg, device, dtype, seed=0), dtype=dtype)
 
 
-FAMILIES: dict[str, Family] = {
+def waypoint1_autoencoder(folder: Path) -> dict[str, Any]:
+    return yaml.safe_load((folder / "autoencoder" / "decoder_conf.yml").read_text())["model"]
+
+
+def waypoint15_rollout(folder: Path, device: torch.device, dtype: torch.dtype, speedups: Speedups):
+    """waypoint15-parity-a: the same protocol as Waypoint-1's fixture, without a prompt."""
+    return waypoint1_rollout(folder, device, dtype, speedups)
+
+
+TAEHV_FILES = {"64x128": ("taehv_roundtrip.safetensors", False), "360p": ("taehv_roundtrip_360p.safetensors", True)}
+
+
+def waypoint15_ae_errors(folder: Path, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """taehv-parity-a's two files (64x128 at the frames' own size; 360p through the 16:9 resize path), each its own
+    episode on a TAEHV built with its auto_aspect_ratio; the worst of both, and each file's own errors."""
+    each = {}
+    for name, (file, auto) in TAEHV_FILES.items():
+        ae = Autoencoder.from_pretrained(folder, device=device, dtype=dtype, auto_aspect_ratio=auto)
+        each[name] = wp1.taehv_errors(ae, load_file(folder / file))
+    worst = {k: max(e[k] for e in each.values()) for k in next(iter(each.values()))}
+    ok = worst["latent_max_abs"] < wp1.AE_LATENT_ATOL and worst["grey_levels_max"] <= wp1.AE_GREY_LEVELS
+    return {**worst, **{f"file_{name}": e for name, e in each.items()}, "ok": ok}
+
+
+def waypoint15_checkpoint(folder: Path, preset: str, quick: bool, device: torch.device, dtype: torch.dtype) -> Path:
+    """The preset with RANDOM weights (built on the device, stored in `dtype`) and a RANDOM TAEHV of the published
+    layout (11.4M parameters: TAEHV's size does not depend on the video size), saved as `taehv1_5.pth`."""
+    cfg = preset_config(preset)
+    if not cfg.taehv_ae:
+        raise ValueError(f"preset {preset} is not a Waypoint-1.5 preset (no TAEHV)")
+    random_taehv(cfg.auto_aspect_ratio, seed=1).save_pretrained(folder / "autoencoder")
+    cfg = WaypointConfig.from_dict({**cfg.to_dict(), "ae_uri": "autoencoder"})
+    return save_checkpoint(folder, cfg, random_model(cfg, device, dtype, seed=0), dtype=dtype)
+
+
+def waypoint15_autoencoder(folder: Path) -> dict[str, Any]:
+    cfg = WaypointConfig.from_yaml(folder / "config.yaml")
+    ae = TAEHV(auto_aspect_ratio=cfg.auto_aspect_ratio)
+    return {"kind": "TAEHV 1.5", "weights": "RANDOM", "parameters": sum(p.numel() for p in ae.parameters()),
+            "auto_aspect_ratio": cfg.auto_aspect_ratio, "video": list(ae.video_size(cfg.latent_shape[1:])),
+            "frames_per_latent": ae.frames_per_latent}
+
+
+FAMILIES: dict[str, Family] = {  # in the order a run serves them: a budget too short for both serves the first
     "waypoint-1": Family(
+        name="waypoint-1", model_type="waypoint-1", suffix="", parts=("parity", "training", "engine", "env"),
         preset="waypoint-1-small", quick_preset="waypoint-cpu-small", world_fixture="waypoint-parity-a",
         world_rollout=waypoint1_rollout, ae_fixture="waypoint-ae-parity-a", ae_errors=waypoint1_ae_errors,
-        write_checkpoint=waypoint1_checkpoint,
+        write_checkpoint=waypoint1_checkpoint, describe_autoencoder=waypoint1_autoencoder, env_id="Waypoint-v0",
+        published_reference="~30,000 token-passes/s at batch 1 on an RTX 5090 (waypoint-1-small); an H100's bf16 "
+                            "limit for this model is about 170,000",
+    ),
+    # The 720p model (waypoint-1.5-1b, 512 tokens/frame) is the published default (Waypoint-1.5-v0) and the one the
+    # reported speed is for; --preset waypoint-1.5-360p measures the 360p one (128 tokens/frame) instead.
+    "waypoint-1.5": Family(
+        name="waypoint-1.5", model_type="waypoint-1.5", suffix="-1.5", parts=("parity", "autoencoder", "engine", "env"),
+        preset="waypoint-1.5-1b", quick_preset="waypoint-1.5-cpu", world_fixture="waypoint15-parity-a",
+        world_rollout=waypoint15_rollout, ae_fixture="taehv-parity-a", ae_errors=waypoint15_ae_errors,
+        write_checkpoint=waypoint15_checkpoint, describe_autoencoder=waypoint15_autoencoder,
+        env_id="Waypoint-1.5-v0", engine_steps=(4,),
+        published_reference="reported for Waypoint-1.5: 56 FPS on an RTX 5090 in bf16, 72 with w8a8 (issue 29; "
+                            "which resolution, and video or latent frames, not stated: 56 video frames/s would be "
+                            "14 latent frames/s)",
     ),
 }
 
@@ -150,23 +232,28 @@ class Plan:
     warmup: int
     compile_engine: bool  # compile in the engine part (the env part compiles as WorldEngine does by default)
     compile_bf16_path: bool  # compile the parity part's bfloat16 run of every speed path
+    compile_alone: bool  # the compile-alone parity path (else "all" is the only compiled one)
     env_counts: tuple[int, ...]
     env_steps: int  # timed vector steps per env count, after `warmup` untimed ones
     train_batches: tuple[int, ...]
     train_steps: int  # timed training steps per batch size, after `warmup` untimed ones
+    ae_sizes: tuple[tuple[int, int], ...]  # video sizes of the autoencoder part (TAEHV), one stream
+    ae_rounds: int  # timed encodes and decodes per size (median), after one untimed each
     need_s: dict[str, float]  # the least time a part is worth starting with
 
 
 FULL = Plan(  # batch 1 first (the published figure), then the largest: what a run cut short should have first
     batches=(1, 64, 16, 4), steps=(4, 2), frames=8, warmup=2, compile_engine=True, compile_bf16_path=True,
+    compile_alone=True,
     env_counts=(16, 64), env_steps=6,
-    train_batches=(16, 128), train_steps=30,
-    need_s={"versions": 0, "parity": 60, "engine": 90, "env": 60, "training": 20},
+    train_batches=(16, 128), train_steps=30, ae_sizes=((360, 640), (720, 1280)), ae_rounds=5,
+    need_s={"versions": 0, "parity": 60, "engine": 90, "env": 60, "training": 20, "autoencoder": 20},
 )
 QUICK = Plan(
     batches=(1, 4), steps=(4, 2), frames=3, warmup=1, compile_engine=False, compile_bf16_path=False,
-    env_counts=(4, 8), env_steps=2, train_batches=(16,), train_steps=2,
-    need_s={"versions": 0, "parity": 10, "engine": 5, "env": 5, "training": 5},
+    compile_alone=False,  # 8-10 s of tracing a family on a CPU, of the code "all" runs compiled too
+    env_counts=(4, 8), env_steps=2, train_batches=(16,), train_steps=2, ae_sizes=((64, 128),), ae_rounds=3,
+    need_s={"versions": 0, "parity": 10, "engine": 5, "env": 5, "training": 5, "autoencoder": 2},
 )
 
 
@@ -187,7 +274,8 @@ class Budget:
 @dataclass
 class Run:
     args: argparse.Namespace
-    family: Family
+    family: Family  # of the part running now
+    presets: dict[str, str]  # family name -> the preset of its engine and env parts
     plan: Plan
     device: torch.device
     dtype: torch.dtype  # of the engine, env and training parts
@@ -199,8 +287,9 @@ class Run:
 
     @property
     def preset(self) -> str:
-        """The preset of the engine and env parts: --preset, else the family's (its CPU-sized one with --quick)."""
-        return self.args.preset or (self.family.quick_preset if self.args.quick else self.family.preset)
+        """The preset of the family's engine and env parts: --preset, else the family's (its CPU-sized one with
+        --quick)."""
+        return self.presets[self.family.name]
 
     @property
     def cuda(self) -> bool:
@@ -220,9 +309,10 @@ class Run:
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def save(self, name: str | None = None, part: dict[str, Any] | None = None) -> None:
-        """Write the JSON; with a part still running, what it has so far (a run cut short keeps it)."""
+        """Write the JSON; with a part (of the running family) still running, what it has so far (a run cut short
+        keeps it)."""
         if name is not None:
-            self.results["parts"][name] = {**part, "status": "running"}
+            self.results["parts"][self.family.key(name)] = {**part, "status": "running"}
         self.results["wall_s"] = round(self.budget.elapsed(), 2)
         write_json(self.out, self.results)
 
@@ -342,7 +432,7 @@ def part_parity(run: Run) -> dict[str, Any]:
     for folder in (world_dir, ae_dir):
         if not folder.is_dir():
             raise FileNotFoundError(f"parity fixture {folder} not found (set WAYPOINT_FIXTURES to shared/fixtures)")
-    out: dict[str, Any] = {"tolerances": {
+    out: dict[str, Any] = {"fixtures": [fam.world_fixture, fam.ae_fixture], "tolerances": {
         "world_max_abs": wp1.WORLD_ATOL, "ae_latent_max_abs": wp1.AE_LATENT_ATOL,
         "ae_grey_levels": wp1.AE_GREY_LEVELS, "path_vs_plain": EAGER_ATOL, "compiled_path_vs_plain": COMPILED_ATOL,
     }}
@@ -399,6 +489,12 @@ def part_parity(run: Run) -> dict[str, Any]:
         out["speed_paths"] = "skipped: the plain float32 rollout did not run"
     else:
         for name, speedups in speed_paths(run).items():
+            if name == "compile" and not run.plan.compile_alone:
+                out[f"path_{name}"] = {"status": "not run", "reason": "--quick compiles the \"all\" path only (the "
+                                       "same code; tests/test_speedups.py and tests/test_waypoint15.py check the "
+                                       "compile-alone path of each family)"}
+                print(f"  parity path_{name}: not run ({out[f'path_{name}']['reason']})", flush=True)
+                continue
             atol = COMPILED_ATOL if speedups.compile else EAGER_ATOL
             estimate = 30.0 if speedups.compile and not run.args.quick else None
             res = item(f"path_{name}", lambda s=speedups, a=atol: world(torch.float32, s, True, a), estimate)
@@ -431,7 +527,7 @@ def describe_item(res: dict[str, Any]) -> str:
         return f"skipped ({res['reason']})"
     if "error" in res:
         return f"ERROR {res['error'][:200]}"
-    shown = {k: v for k, v in res.items() if k not in ("speedups",)}
+    shown = {k: v for k, v in res.items() if not isinstance(v, dict)}  # the speedups, each file's errors: JSON
     return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
 
 
@@ -456,13 +552,15 @@ def part_engine(run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {
         "preset": preset, "weights": "RANDOM", "dtype": str(run.dtype).removeprefix("torch."),
         "speedups": dataclasses.asdict(speedups.resolved(run.device)), "settings": [],
-        "published_reference": "~30,000 token-passes/s at batch 1 on an RTX 5090 (waypoint-1-small); an H100's "
-                               "bf16 limit for this model is about 170,000",
+        "frames_per_latent": preset_config(preset).temporal_compression,
+        "published_reference": run.family.published_reference,
     }
-    print(f"  {'batch':>5} {'steps':>5} {'compile s':>9} {'ms/frame':>9} {'frames/s':>9} {'token-passes/s':>15} "
-          f"{'peak GiB':>8} {'graphs':>6}", flush=True)
+    # frames/s: latent frames (one per action, what the engine generates); video frames/s: x frames_per_latent, the
+    # frames they decode to (not decoded here: the env part decodes)
+    print(f"  {'batch':>5} {'steps':>5} {'compile s':>9} {'ms/frame':>9} {'frames/s':>9} {'video f/s':>9} "
+          f"{'token-passes/s':>15} {'peak GiB':>8} {'graphs':>6}", flush=True)
     last_s: dict[int, float] = {}
-    for steps in plan.steps:  # every batch size at the first step count, then at the next
+    for steps in run.family.engine_steps or plan.steps:  # every batch size at the first step count, then the next
         for batch in plan.batches:
             estimate = last_s.get(batch, max(last_s.values(), default=0.0))
             reason = run.room_for(estimate)
@@ -487,8 +585,8 @@ def part_engine(run: Run) -> dict[str, Any]:
             if row["status"] == "ok":
                 peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.1f}"
                 print(f"  {batch:5d} {steps:5d} {row['compile_s']:9.1f} {row['frame_ms']:9.1f} "
-                      f"{row['frames_per_s']:9.1f} {row['token_passes_per_s']:15,.0f} {peak:>8} {row['graphs']:6d}",
-                      flush=True)
+                      f"{row['frames_per_s']:9.1f} {row['video_frames_per_s']:9.1f} {row['token_passes_per_s']:15,.0f} "
+                      f"{peak:>8} {row['graphs']:6d}", flush=True)
             else:
                 print(f"  {batch:5d} {steps:5d} ERROR {row['error'][:200]}", flush=True)
     out["status"] = status_of(out["settings"])
@@ -509,6 +607,7 @@ def engine_setting(run: Run, preset: str, speedups: Speedups, batch: int, steps:
     return {
         "build_s": build_s, "compile_s": first - per_frame if speedups.compile else 0.0, "first_frame_s": first,
         "frame_ms": per_frame * 1e3, "frames_per_s": batch / per_frame,
+        "video_frames_per_s": batch * engine.frames_per_latent / per_frame,
         "token_passes_per_s": batch * T * steps / per_frame, "peak_gib": run.peak_gib(), **run.compiled_graphs(),
     }
 
@@ -519,20 +618,20 @@ def engine_setting(run: Run, preset: str, speedups: Speedups, batch: int, steps:
 def part_env(run: Run) -> dict[str, Any]:
     import gymnasium as gym
 
-    import waypoint_gym  # noqa: F401  (registers Waypoint-v0)
+    import waypoint_gym  # noqa: F401  (registers Waypoint-v0 and Waypoint-1.5-v0)
 
-    preset = run.preset
+    preset, env_id = run.preset, run.family.env_id
     dtype = str(run.dtype).removeprefix("torch.")
-    out: dict[str, Any] = {"preset": preset, "weights": "RANDOM", "dtype": dtype, "counts": []}
+    out: dict[str, Any] = {"preset": preset, "env_id": env_id, "weights": "RANDOM", "dtype": dtype, "counts": []}
     with tempfile.TemporaryDirectory(prefix="waypoint-gpu-check-") as tmp:
         t0 = time.perf_counter()
         folder = run.family.write_checkpoint(Path(tmp) / "world", preset, run.args.quick, run.device, run.dtype)
         out["checkpoint_s"] = round(time.perf_counter() - t0, 2)
-        out["autoencoder"] = yaml.safe_load((folder / "autoencoder" / "decoder_conf.yml").read_text())["model"]
+        out["autoencoder"] = run.family.describe_autoencoder(folder)
         run.free()
         print(f"  random checkpoint written in {out['checkpoint_s']:.1f} s", flush=True)
-        print(f"  {'envs':>5} {'reset s':>8} {'first step s':>12} {'ms/step':>9} {'env steps/s':>12} {'peak GiB':>8}",
-              flush=True)
+        print(f"  {'envs':>5} {'reset s':>8} {'first step s':>12} {'ms/step':>9} {'env steps/s':>12} "
+              f"{'video f/s':>9} {'peak GiB':>8}", flush=True)
         last_s = 0.0
         for n in run.plan.env_counts:
             row: dict[str, Any] = {"envs": n}
@@ -544,7 +643,7 @@ def part_env(run: Run) -> dict[str, Any]:
                 continue
             t0 = time.perf_counter()
             try:
-                envs = gym.make_vec("Waypoint-v0", num_envs=n, vectorization_mode="vector_entry_point", model=folder,
+                envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", model=folder,
                                     device=run.device, dtype=dtype)
                 try:
                     row.update(env_steps(run, envs, n))
@@ -562,7 +661,7 @@ def part_env(run: Run) -> dict[str, Any]:
             if row["status"] == "ok":
                 peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.1f}"
                 print(f"  {n:5d} {row['reset_s']:8.2f} {row['first_step_s']:12.2f} {row['step_ms']:9.1f} "
-                      f"{row['env_steps_per_s']:12.1f} {peak:>8}", flush=True)
+                      f"{row['env_steps_per_s']:12.1f} {row['video_frames_per_s']:9.1f} {peak:>8}", flush=True)
             else:
                 print(f"  {n:5d} ERROR {row['error'][:200]}", flush=True)
     out["status"] = status_of(out["counts"])
@@ -587,8 +686,83 @@ def env_steps(run: Run, envs, n: int) -> dict[str, Any]:
         obs, *_ = envs.step(a)  # observations come back as numpy: the step ends synchronised
         times.append(time.perf_counter() - t0)
     step = statistics.median(times)
+    k = envs.unwrapped.engine.frames_per_latent  # video frames an env step covers (4 for Waypoint-1.5)
     return {"reset_s": reset_s, "first_step_s": first_s, "step_ms": step * 1e3, "env_steps_per_s": n / step,
-            "obs_shape": list(obs.shape), "peak_gib": run.peak_gib(), **run.compiled_graphs()}
+            "frames_per_step": k, "video_frames_per_s": n * k / step, "obs_shape": list(obs.shape),
+            "peak_gib": run.peak_gib(), **run.compiled_graphs()}
+
+
+# ------------------------------------------------------------------------------------ part 6: autoencoder speed
+
+
+def part_autoencoder(run: Run) -> dict[str, Any]:
+    """TAEHV (Waypoint-1.5's video autoencoder, RANDOM weights) alone, one stream, in the run's dtype: ms per 4
+    frames to encode, to decode, and the first decode after a reset (the warm-up: 4 decoder passes)."""
+    out: dict[str, Any] = {"autoencoder": "TAEHV 1.5", "weights": "RANDOM", "streams": 1,
+                           "dtype": str(run.dtype).removeprefix("torch."), "sizes": []}
+    print(f"  {'video':>9} {'works at':>9} {'encode ms':>9} {'decode ms':>9} {'first decode ms':>15} {'peak GiB':>8}",
+          flush=True)
+    last_s = 0.0
+    for video in run.plan.ae_sizes:
+        row: dict[str, Any] = {"video": list(video)}
+        reason = run.room_for(last_s)
+        if reason:
+            row.update(status="skipped", reason=reason)
+            out["sizes"].append(row)
+            print(f"  {video[0]}x{video[1]} skipped: {reason}", flush=True)
+            continue
+        t0 = time.perf_counter()
+        try:
+            row.update(taehv_speed(run, video))
+            row["status"] = "ok"
+        except Exception as e:
+            traceback.print_exc()
+            row.update(status="error", error=error_text(e))
+        row["seconds"] = last_s = round(time.perf_counter() - t0, 2)
+        run.free()
+        out["sizes"].append(row)
+        run.save("autoencoder", out)
+        size = f"{video[0]}x{video[1]}"
+        if row["status"] == "ok":
+            peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.2f}"
+            work = f"{row['working_size'][0]}x{row['working_size'][1]}"
+            print(f"  {size:>9} {work:>9} {row['encode_ms']:9.1f} {row['decode_ms']:9.1f} "
+                  f"{row['first_decode_ms']:15.1f} {peak:>8}", flush=True)
+        else:
+            print(f"  {size:>9} ERROR {row['error'][:200]}", flush=True)
+    out["status"] = status_of(out["sizes"])
+    return out
+
+
+def taehv_speed(run: Run, video: tuple[int, int]) -> dict[str, Any]:
+    """Medians of `ae_rounds` timed calls, after one untimed call of each (which also warms up CUDA's kernels)."""
+    ae = random_taehv(auto_aspect_ratio=video in WORKING_SIZE, seed=1).to(run.device, run.dtype)
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4, *video, 3), dtype=np.uint8))
+    frames = frames.to(run.device)  # on the device already, as the env's decoded frames are not: encode's own cost
+
+    def timed(fn: Callable[[], Any], n: int) -> float:
+        times = []
+        for _ in range(n):
+            run.sync()
+            t0 = time.perf_counter()
+            fn()
+            run.sync()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    def first_decode() -> None:
+        ae.reset()
+        ae.decode(z)
+
+    run.reset_peak()
+    with torch.inference_mode():
+        z = ae.encode(frames)
+        encode = timed(lambda: ae.encode(frames), run.plan.ae_rounds)
+        first_decode()
+        first = timed(first_decode, max(1, run.plan.ae_rounds // 2))
+        decode = timed(lambda: ae.decode(z), run.plan.ae_rounds)  # to uint8 numpy on the host, as the env does
+    return {"working_size": list(ae.working_size(video)), "latent": list(z.shape), "encode_ms": encode * 1e3,
+            "decode_ms": decode * 1e3, "first_decode_ms": first * 1e3, "peak_gib": run.peak_gib()}
 
 
 # ------------------------------------------------------------------------------------ part 4: training
@@ -664,9 +838,23 @@ def part_training(run: Run) -> dict[str, Any]:
 
 PART_FUNCTIONS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "versions": part_versions, "parity": part_parity, "engine": part_engine, "env": part_env,
-    "training": part_training,
+    "training": part_training, "autoencoder": part_autoencoder,
 }
-ORDER = ("versions", "parity", "training", "engine", "env")  # the cheap and telling parts first
+# The versions once, then each family's parts in its order (the cheap and telling first), family after family.
+
+
+def schedule(families: list[Family], parts: list[str]) -> list[tuple[Family, str]]:
+    """(family, part) in the order they run; `versions` belongs to the first family."""
+    todo = [(families[0], "versions")] if "versions" in parts else []
+    return todo + [(fam, p) for fam in families for p in fam.parts if p in parts]
+
+
+def reserves(todo: list[tuple[Family, str]], need_s: dict[str, float], budget_s: float) -> list[float]:
+    """Seconds each part keeps for the parts after it. When the budget covers every part's least share, all of the
+    later parts' shares; else only those of its own family's later parts, so the first family is served first and
+    the next runs in what is left."""
+    fair = budget_s >= sum(need_s[p] for _, p in todo)
+    return [sum(need_s[p] for fam, p in todo[i + 1:] if fair or fam is todo[i][0]) for i in range(len(todo))]
 
 
 def headline(name: str, part: dict[str, Any]) -> str:
@@ -689,10 +877,20 @@ def headline(name: str, part: dict[str, Any]) -> str:
         best = max(ok, key=lambda s: s["token_passes_per_s"])
         b1 = [s for s in ok if s["batch"] == 1]
         text = f"best {best['token_passes_per_s']:,.0f} token-passes/s (batch {best['batch']}, {best['steps']} steps)"
-        return text + (f"; batch 1: {b1[0]['token_passes_per_s']:,.0f}" if b1 else "")
+        if b1:
+            text += f"; batch 1: {b1[0]['token_passes_per_s']:,.0f}"
+            if part.get("frames_per_latent", 1) > 1:
+                text += f", {b1[0]['frames_per_s']:.1f} latent = {b1[0]['video_frames_per_s']:.1f} video frames/s"
+        return text
     if name == "env":
         ok = [c for c in part["counts"] if c.get("status") == "ok"]
-        return ", ".join(f"{c['envs']} envs {c['env_steps_per_s']:.1f} steps/s" for c in ok) or "no count ran"
+        return ", ".join(f"{c['envs']} envs {c['env_steps_per_s']:.1f} steps/s" + (
+            f" ({c['video_frames_per_s']:.1f} video frames/s)" if c.get("frames_per_step", 1) > 1 else "")
+            for c in ok) or "no count ran"
+    if name == "autoencoder":
+        ok = [s for s in part["sizes"] if s.get("status") == "ok"]
+        return "; ".join(f"{s['video'][0]}x{s['video'][1]}: encode {s['encode_ms']:.1f} ms, decode "
+                         f"{s['decode_ms']:.1f} ms per 4 frames" for s in ok) or "no size ran"
     if name == "training":
         ok = [b for b in part["batches"] if b.get("status") == "ok"]
         return ", ".join(f"batch {b['batch']}: {b['steps_per_s']:.2f} steps/s, {b['clips_per_s']:.1f} clips/s"
@@ -710,11 +908,15 @@ def write_json(path: Path, results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--quick", action="store_true", help="the family's CPU-sized preset, fewer settings and frames")
-    ap.add_argument("--family", default="waypoint-1", choices=sorted(FAMILIES))
-    ap.add_argument("--preset", default=None, help="the engine and env parts' preset (default: the family's)")
-    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
-    ap.add_argument("--budget-s", type=float, default=None, help="seconds for the whole run (default 480; quick 150)")
+    ap.add_argument("--quick", action="store_true", help="the families' CPU-sized presets, fewer settings and frames")
+    ap.add_argument("--family", default=",".join(FAMILIES), help=f"comma-separated, of {', '.join(FAMILIES)} "
+                                                                  "(default: all, in this order)")
+    ap.add_argument("--preset", default=None, help="comma-separated presets of the engine and env parts, each for its "
+                                                   "family (default: the families' own)")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)} (each family "
+                                                             "runs those it has)")
+    ap.add_argument("--budget-s", type=float, default=None, help="seconds for the whole run, every family "
+                                                                 "(default 480; quick 150)")
     ap.add_argument("--dtype", default=None, help="engine, env and training dtype (default bfloat16 on CUDA)")
     ap.add_argument("--compile-backend", default=None, help="torch.compile backend (default inductor; quick aot_eager)")
     ap.add_argument("--compile-mode", default=None, help="inductor's mode (default: WorldEngine's, max-autotune on "
@@ -727,6 +929,21 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         ap.error(f"unknown parts {unknown}; choose from {list(PARTS)}")
+    names = [f.strip() for f in args.family.split(",") if f.strip()]
+    unknown = sorted(set(names) - set(FAMILIES))
+    if unknown or not names:
+        ap.error(f"unknown families {unknown or names}; choose from {list(FAMILIES)}")
+    families = [FAMILIES[n] for n in FAMILIES if n in names]  # the table's order: Waypoint-1 first
+    presets = {f.name: f.quick_preset if args.quick else f.preset for f in families}
+    for name in (p.strip() for p in (args.preset or "").split(",") if p.strip()):
+        try:
+            model_type = preset_config(name).model_type
+        except KeyError as e:
+            ap.error(str(e))
+        owner = [f for f in families if f.model_type == model_type]
+        if not owner:
+            ap.error(f"preset {name} is of the family {model_type}, which this run does not include")
+        presets[owner[0].name] = name
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but torch sees no CUDA device (use --device cpu --quick on a CPU)")
@@ -742,22 +959,24 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or ROOT / "benchmarks" / "results" / ("gpu_cpu_quick.json" if args.quick else "gpu.json"))
     results: dict[str, Any] = {
         "command": " ".join(["python", "benchmarks/gpu.py", *(sys.argv[1:] if argv is None else argv)]),
-        "device": str(device), "quick": args.quick, "family": args.family, "dtype": str(dtype).removeprefix("torch."),
-        "compile_backend": backend, "compile_mode": speedups.resolved(device).compile_mode,
-        "budget_s": budget.seconds, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parts": {},
+        "device": str(device), "quick": args.quick, "families": [f.name for f in families], "presets": presets,
+        "dtype": str(dtype).removeprefix("torch."), "compile_backend": backend,
+        "compile_mode": speedups.resolved(device).compile_mode, "budget_s": budget.seconds,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parts": {},
     }
-    run = Run(args, FAMILIES[args.family], plan, device, dtype, speedups, budget, out, results)
-    print(f"GPU check on {device} ({results['dtype']}, family {args.family}{', quick' if args.quick else ''}), "
-          f"budget {budget.seconds:.0f} s", flush=True)
-    todo = [p for p in ORDER if p in parts]
-    for i, name in enumerate(todo):
-        run.reserve_s = sum(plan.need_s[p] for p in todo[i + 1:])
+    run = Run(args, families[0], presets, plan, device, dtype, speedups, budget, out, results)
+    print(f"GPU check on {device} ({results['dtype']}, {', '.join(f'{n} ({p})' for n, p in presets.items())}"
+          f"{', quick' if args.quick else ''}), budget {budget.seconds:.0f} s", flush=True)
+    todo = schedule(families, parts)
+    for (fam, name), reserve in zip(todo, reserves(todo, plan.need_s, budget.seconds)):
+        run.family, run.reserve_s = fam, reserve
+        key = fam.key(name)
         left = budget.left() - run.reserve_s
         if plan.need_s[name] and left < plan.need_s[name]:
             part = {"status": "skipped", "reason": f"needs about {plan.need_s[name]:.0f} s, {max(left, 0):.0f} s "
                                                     "left before the later parts' share"}
         else:
-            print(f"[{budget.elapsed():6.1f} s] {name}", flush=True)
+            print(f"[{budget.elapsed():6.1f} s] {key}", flush=True)
             t0 = time.perf_counter()
             try:
                 part = PART_FUNCTIONS[name](run)
@@ -767,16 +986,18 @@ def main(argv: list[str] | None = None) -> int:
             part.setdefault("status", "ok")
             part["seconds"] = round(time.perf_counter() - t0, 2)
             run.free()
-        results["parts"][name] = part
+        part["family"] = fam.name
+        results["parts"][key] = part
         run.save()
 
-    print(f"\n{'part':<9} {'status':<8} {'seconds':>8}  result")
-    for name in todo:
-        part = results["parts"][name]
+    width = max(len(fam.key(name)) for fam, name in todo) if todo else 4
+    print(f"\n{'part':<{width}} {'status':<8} {'seconds':>8}  result")
+    for fam, name in todo:
+        part = results["parts"][fam.key(name)]
         seconds = f"{part['seconds']:8.1f}" if "seconds" in part else f"{'-':>8}"
-        print(f"{name:<9} {part['status']:<8} {seconds}  {headline(name, part)}")
+        print(f"{fam.key(name):<{width}} {part['status']:<8} {seconds}  {headline(name, part)}")
     print(f"wall {results['wall_s']:.1f} s; saved {out}")
-    return 1 if any(results["parts"][p]["status"] in ("failed", "error") for p in todo) else 0
+    return 1 if any(results["parts"][fam.key(p)]["status"] in ("failed", "error") for fam, p in todo) else 0
 
 
 if __name__ == "__main__":
