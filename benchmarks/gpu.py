@@ -204,8 +204,8 @@ FAMILIES: dict[str, Family] = {  # in the order a run serves them: a budget too 
         published_reference="~30,000 token-passes/s at batch 1 on an RTX 5090 (waypoint-1-small); an H100's bf16 "
                             "limit for this model is about 170,000",
     ),
-    # The 720p model (waypoint-1.5-1b, 512 tokens/frame) is the published default (Waypoint-1.5-v0) and the one the
-    # reported speed is for; --preset waypoint-1.5-360p measures the 360p one (128 tokens/frame) instead.
+    # The 720p model (waypoint-1.5-1b, 512 tokens/frame): the published default (Overworld/Waypoint-1.5-1B,
+    # Waypoint-1.5-v0) and the heavier of the two; --preset waypoint-1.5-360p measures the 360p one (128 tokens/frame).
     "waypoint-1.5": Family(
         name="waypoint-1.5", model_type="waypoint-1.5", suffix="-1.5", parts=("parity", "autoencoder", "engine", "env"),
         preset="waypoint-1.5-1b", quick_preset="waypoint-1.5-cpu", world_fixture="waypoint15-parity-a",
@@ -986,7 +986,8 @@ def main(argv: list[str] | None = None) -> int:
             part.setdefault("status", "ok")
             part["seconds"] = round(time.perf_counter() - t0, 2)
             run.free()
-        part["family"] = fam.name
+        if name != "versions":
+            part["family"] = fam.name
         results["parts"][key] = part
         run.save()
 
