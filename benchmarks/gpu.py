@@ -944,6 +944,9 @@ def main(argv: list[str] | None = None) -> int:
         if not owner:
             ap.error(f"preset {name} is of the family {model_type}, which this run does not include")
         presets[owner[0].name] = name
+    todo = schedule(families, parts)
+    if not todo:
+        ap.error(f"none of the parts {parts} belongs to the families {[f.name for f in families]}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but torch sees no CUDA device (use --device cpu --quick on a CPU)")
@@ -967,7 +970,6 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args, families[0], presets, plan, device, dtype, speedups, budget, out, results)
     print(f"GPU check on {device} ({results['dtype']}, {', '.join(f'{n} ({p})' for n, p in presets.items())}"
           f"{', quick' if args.quick else ''}), budget {budget.seconds:.0f} s", flush=True)
-    todo = schedule(families, parts)
     for (fam, name), reserve in zip(todo, reserves(todo, plan.need_s, budget.seconds)):
         run.family, run.reserve_s = fam, reserve
         key = fam.key(name)
@@ -991,7 +993,7 @@ def main(argv: list[str] | None = None) -> int:
         results["parts"][key] = part
         run.save()
 
-    width = max(len(fam.key(name)) for fam, name in todo) if todo else 4
+    width = max(len(fam.key(name)) for fam, name in todo)
     print(f"\n{'part':<{width}} {'status':<8} {'seconds':>8}  result")
     for fam, name in todo:
         part = results["parts"][fam.key(name)]
