@@ -348,6 +348,25 @@ ALL_RUNGS = ["copy", "shift_in_token", "shift_token", "keys_in_token", "keys_tok
              "arena"]
 
 
+def markdown_table(results: list[dict]) -> str:
+    """One row per rung: its blur and copy baselines, then each recipe's final error and steps to 10% of blur."""
+    recipes = list(dict.fromkeys(r["recipe"] for r in results))
+    rungs = [r for r in ALL_RUNGS if any(x["rung"] == r for x in results)]
+
+    def cell(r: dict) -> str:
+        reached = r["steps_to_10pct_of_blur"] or f"not in {r['curve'][-1]['step']}"
+        return f"{r['final_error']:.3f} / {reached}"
+
+    lines = ["| rung | blur | copy | " + " | ".join(f"{n}: error / steps to 10%" for n in recipes) + " |",
+             "|" + "---|" * (3 + len(recipes))]
+    for rung in rungs:
+        got = {r["recipe"]: r for r in results if r["rung"] == rung}
+        first = next(iter(got.values()))
+        cells = " | ".join(cell(got[n]) if n in got else "-" for n in recipes)
+        lines.append(f"| {rung} | {first['blur']:.3f} | {first['copy']:.3f} | {cells} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", action="append",
@@ -362,8 +381,12 @@ def main() -> None:
     p.add_argument("--arena-latents", default="runs/latents.npy", help="its cached latents")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="JSON path (default studies/results/ladder_<recipes>.json)")
+    p.add_argument("--out", default=None, help="JSON path (default studies/results/ladder.json)")
+    p.add_argument("--table", action="store_true", help="print the JSON's results as a markdown table and stop")
     args = p.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.out or "studies/results/ladder.json").read_text())))
+        return
     torch.set_num_threads(args.threads)
     recipes = args.recipe or ["toy"]
     for name in recipes:

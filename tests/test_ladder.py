@@ -1,0 +1,62 @@
+"""studies/ladder.py: its toy rungs are the dynamics they claim, and a recipe runs a rung end to end."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from waypoint_gym.engine import WaypointConfig
+
+SPEC = importlib.util.spec_from_file_location("ladder", Path(__file__).parents[1] / "studies" / "ladder.py")
+ladder = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(ladder)
+WORLD_GEOMETRY = WaypointConfig(**ladder.WORLD)  # 16x16x4 latents, tokens of 4x4
+
+
+def test_fields_are_periodic_with_unit_variance_and_shift_by_whole_pixels_as_a_roll():
+    rng = np.random.default_rng(0)
+    fields = ladder.random_fields(rng, 8, 4, 16)
+    one = np.ones(8)
+    a = ladder.view(fields, 16, 0 * one, 0 * one, one)
+    assert abs(a.var() - 1) < 0.35 and abs(a.mean()) < 0.3
+    np.testing.assert_allclose(ladder.view(fields, 16, 16 * one, 0 * one, one), a, atol=1e-4)  # one period
+    np.testing.assert_allclose(ladder.view(fields, 16, 3 * one, 0 * one, one), np.roll(a, -3, axis=-1), atol=1e-4)
+
+
+def test_keyed_rungs_move_by_their_keys_and_blur_is_the_mean_of_the_choices():
+    data = ladder.synthetic_rung("keys_token", WORLD_GEOMETRY, 16, seed=0)
+    lat, keys, blur = data["latents"], data["keys"], data["blur"]
+    for i in range(16):
+        shift = 4 * (int(keys[i, 1, 3]) - int(keys[i, 1, 1]))  # D right, A left, by a whole token
+        np.testing.assert_allclose(lat[i, 1], np.roll(lat[i, 0], -shift, axis=-1), atol=1e-4)
+        options = [np.roll(lat[i, 0], -s, axis=-1) for s in (0, -4, 4)]
+        np.testing.assert_allclose(blur[i, 1], np.mean(options, axis=0), atol=1e-4)
+    assert data["mask"].all()
+
+
+def test_a_zoom_out_masks_what_the_last_view_did_not_show():
+    mask = ladder.zoom_mask(16, np.array([1.2**2]), np.array([1.2]))[0]
+    assert mask[8, 8] and not mask[0, 0] and 0 < mask.mean() < 1
+    assert ladder.zoom_mask(16, np.array([1.2]), np.array([1.2**2])).all(), "a zoom in shows nothing new"
+
+
+def test_mouse_rungs_use_any_mouse_value_both_ways():
+    data = ladder.synthetic_rung("mouse", WORLD_GEOMETRY, 64, seed=0)
+    mouse = data["mouse"][:, 1:, 0]
+    assert mouse.min() < -0.5 and mouse.max() > 0.5 and len(np.unique(mouse)) == mouse.size
+    assert (data["mouse"][..., 1] == 0).all() and (data["keys"] == 0).all()
+
+
+def test_a_recipe_climbs_a_rung_and_reports_its_baselines(tmp_path, one_torch_thread):
+    args = argparse.Namespace(segments=32, seed=0, stop_early=False)
+    res = ladder.run_rung("copy", "toy-recipe", 120, 60, tmp_path, args)
+    assert [c["step"] for c in res["curve"]] == [60, 120]
+    assert res["copy"] == 0 and res["blur"] == pytest.approx(1.0, abs=0.3)
+    assert res["final_error"] < 0.5 * res["blur"], res["curve"]
+    assert ladder.recipe_parts("toy-recipe+d_model=128+lr=0.002") == (
+        {**ladder.RECIPES["toy-recipe"][0], "d_model": 128}, {**ladder.RECIPES["toy-recipe"][1], "lr": 0.002})
+    assert "| copy | " in ladder.markdown_table([res])
