@@ -23,6 +23,13 @@ def test_rollout_saves_latent_statistics(parity_dir, tmp_path):
     assert all(f["finite"] for f in report["per_frame"])
 
 
+def test_the_readme_main_job_rolls_out_the_bundled_world_from_its_start_frames(tmp_path, one_torch_thread):
+    main(["rollout", "--frames", "3", "--batch-size", "2", "--out", str(tmp_path)])  # the README's job, shorter
+    report = json.loads((tmp_path / "rollout.json").read_text())
+    assert report["frames"] == 3 and report["checkpoint"].endswith("default_world")
+    assert (tmp_path / "frames.png").is_file()
+
+
 def test_training_pipeline_end_to_end(tmp_path):
     """collect -> autoencoder -> encode -> world model + export -> reward head, each for a few steps."""
     torch.set_num_threads(1)

@@ -34,8 +34,9 @@ def random_rollout(checkpoint: str | os.PathLike | None, out_dir: str | os.PathL
     start = eng.folder / "start_frames.npy" if eng.folder is not None else None
     k = eng.frames_per_latent  # video frames per latent (4 for Waypoint-1.5)
     if eng.autoencoder is not None and start is not None and start.is_file():
-        frames = np.load(start)  # the world's own start, as Waypoint-v0 begins: k frames per latent, or one image
-        groups = frames.reshape(-1, k, *frames.shape[1:]) if k > 1 and len(frames) % k == 0 else frames
+        seed_frames = np.load(start)  # the world's own start, as Waypoint-v0 begins: k frames per latent, or one image
+        groups = (seed_frames.reshape(-1, k, *seed_frames.shape[1:]) if k > 1 and len(seed_frames) % k == 0
+                  else seed_frames)
         for group in groups:
             eng.append_frame(np.repeat(group[None], B, axis=0), env_ids=list(range(B)))
     out = Path(out_dir)
