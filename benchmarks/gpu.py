@@ -952,7 +952,6 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--device cuda but torch sees no CUDA device (use --device cpu --quick on a CPU)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    logging.getLogger("waypoint_gym.engine.world_engine").setLevel(logging.ERROR)  # "RANDOM weights": said here
     plan = QUICK if args.quick else FULL
     dtype = getattr(torch, args.dtype) if args.dtype else torch.bfloat16 if device.type == "cuda" else torch.float32
     backend = args.compile_backend or ("aot_eager" if args.quick else "inductor")
@@ -1004,4 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # The engine warns of RANDOM weights for every preset it builds; this check says so once, in its JSON. Set
+    # here, not in main(), so that calling main() leaves the process's loggers as they were.
+    logging.getLogger("waypoint_gym.engine.world_engine").setLevel(logging.ERROR)
     sys.exit(main())
