@@ -11,6 +11,22 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("WAYPOINT_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
 
+def speed_paths() -> dict:
+    """Each inference speed-up alone, and all but compile together: what the tests hold to the plain path."""
+    import dataclasses
+
+    from waypoint_gym.engine import Speedups
+
+    plain = Speedups.plain()
+    return {
+        "fused_qkv": dataclasses.replace(plain, fused_qkv=True),
+        "cached_conditioning": dataclasses.replace(plain, cached_conditioning=True),
+        "split_ctrl_fusion": dataclasses.replace(plain, split_ctrl_fusion=True),
+        "flex_attention": dataclasses.replace(plain, attention="flex"),
+        "all_but_compile": Speedups(compile=False),
+    }
+
+
 def fixture_dir(name: str) -> Path:
     """A folder of ../shared/fixtures, or skip (a user's clone has no shared/, CI always does)."""
     path = FIXTURES / name

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import speed_paths
 from waypoint_gym.engine import Speedups, WaypointConfig, WorldEngine, random_checkpoint
 from waypoint_gym.engine.config import EXTENSIONS
 from waypoint_gym.engine.model import WaypointModel
@@ -105,13 +106,7 @@ def rollout(engine: WorldEngine, n: int = 6) -> torch.Tensor:
 
 
 PLAIN = Speedups.plain()
-PATHS = {
-    "fused_qkv": dataclasses.replace(PLAIN, fused_qkv=True),
-    "cached_conditioning": dataclasses.replace(PLAIN, cached_conditioning=True),
-    "split_ctrl_fusion": dataclasses.replace(PLAIN, split_ctrl_fusion=True),
-    "flex_attention": dataclasses.replace(PLAIN, attention="flex"),
-    "compile": dataclasses.replace(Speedups(compile=False), compile=True),
-}
+PATHS = {**speed_paths(), "compile": dataclasses.replace(Speedups(compile=False), compile=True)}
 
 
 @pytest.mark.parametrize("name", list(PATHS))

@@ -7,17 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import run_parity_protocol
+from conftest import run_parity_protocol, speed_paths
 from waypoint_gym.engine import Speedups, WorldEngine
 
 PLAIN = Speedups.plain()
-ONE_AT_A_TIME = {
-    "fused_qkv": dataclasses.replace(PLAIN, fused_qkv=True),
-    "cached_conditioning": dataclasses.replace(PLAIN, cached_conditioning=True),
-    "split_ctrl_fusion": dataclasses.replace(PLAIN, split_ctrl_fusion=True),
-    "flex_attention": dataclasses.replace(PLAIN, attention="flex"),
-    "all_but_compile": Speedups(compile=False),
-}
+ONE_AT_A_TIME = speed_paths()
 
 
 @pytest.fixture(scope="module")
