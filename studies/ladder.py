@@ -40,6 +40,7 @@ from waypoint_gym.training.world_model import WorldModelTraining, train_world_mo
 
 KEYS = ["W", "A", "S", "D"]
 ARENA_LATENT = (4, 16, 16)  # the bundled autoencoder's latents of a 64x64 arena frame
+ARENA_PATCH = 4  # the bundled world's token: 4x4 latent pixels
 CAPTION = "a toy world"
 SEGMENT_FRAMES = 8
 CLIP_FRAMES = 6
@@ -77,6 +78,12 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     "world-x0-scale": ({**WORLD, "prediction": "x0", "attn_logit_scale": True}, {**WORLD_TRAINING, "loss": "x0"}),
     "world-x0": ({**WORLD, "prediction": "x0"}, {**WORLD_TRAINING, "loss": "x0"}),
     "world-d320": ({**WORLD, "d_model": 320}, WORLD_TRAINING),
+    # The recipe at other token geometries: a wider stream, or four times as many tokens of 2x2 latent pixels.
+    "world-recipe-d320": ({**WORLD, "d_model": 320, "prediction": "x0", "ctrl_fusion": "gated",
+                           "attn_logit_scale": True}, {**WORLD_TRAINING, "loss": "x0", "clean_context_prob": 1.0}),
+    "world-recipe-p2": ({**WORLD, "height": 8, "width": 8, "patch": (2, 2), "tokens_per_frame": 64,
+                         "prediction": "x0", "ctrl_fusion": "gated", "attn_logit_scale": True},
+                        {**WORLD_TRAINING, "loss": "x0", "clean_context_prob": 1.0}),
     "world-d320-x0": ({**WORLD, "d_model": 320, "prediction": "x0"}, {**WORLD_TRAINING, "loss": "x0"}),
 }
 
@@ -140,6 +147,7 @@ def mouse_choices(dims: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
 def rung_specs(patch: int) -> dict[str, dict]:
     """The synthetic rungs for tokens of `patch` latent pixels: (choices of controls, how a step moves)."""
     turn = 0.65 * patch  # a full mouse turn in the arena moves the view 0.64 of a token (10.3 px at 64 px)
+    arena_turn = 0.65 * ARENA_PATCH  # the same in the arena's latent pixels, whatever the recipe's token size
 
     def shift_x(step):
         return lambda s, keys, mouse: (s[0] + step, s[1], s[2])
@@ -159,6 +167,8 @@ def rung_specs(patch: int) -> dict[str, dict]:
         "keys_token": dict(choices=key_choices("A", "D"), move=keyed(float(patch))),
         "mouse": dict(choices=mouse_choices(1, 16),
                       move=lambda s, keys, mouse: (s[0] + turn * mouse[:, 0], s[1], s[2])),
+        "mouse_arena": dict(choices=mouse_choices(1, 16),
+                            move=lambda s, keys, mouse: (s[0] + arena_turn * mouse[:, 0], s[1], s[2])),
         "mouse_2d": dict(choices=mouse_choices(2, 8),
                          move=lambda s, keys, mouse: (s[0] + turn * mouse[:, 0], s[1] + turn * mouse[:, 1], s[2])),
         "zoom": dict(choices=key_choices("W", "S"), move=zoom),
@@ -187,7 +197,8 @@ def synthetic_rung(name: str, cfg: WaypointConfig, n: int, seed: int) -> dict:
         if spec["choices"] is not None:
             pick = rng.integers(0, len(spec["choices"]), n)
             if name.startswith("mouse"):  # continuous: any value, not only the grid the blur averages over
-                mouse[:, t, : 1 if name == "mouse" else 2] = rng.uniform(-1, 1, (n, 1 if name == "mouse" else 2))
+                dims = 2 if name == "mouse_2d" else 1
+                mouse[:, t, :dims] = rng.uniform(-1, 1, (n, dims))
             else:
                 keys[:, t] = np.stack([spec["choices"][i][0] for i in pick])
             options = [view(fields, size, *spec["move"](state, np.tile(k, (n, 1)), np.tile(m, (n, 1))))
@@ -344,7 +355,8 @@ def run_rung(rung: str, recipe: str, steps: int, eval_every: int, out_dir: Path,
             "steps_to_10pct_of_blur": reached, "curve": curve, "seconds": round(time.time() - t0, 1)}
 
 
-ALL_RUNGS = ["copy", "shift_in_token", "shift_token", "keys_in_token", "keys_token", "mouse", "mouse_2d", "zoom",
+ALL_RUNGS = ["copy", "shift_in_token", "shift_token", "keys_in_token", "keys_token", "mouse", "mouse_arena",
+             "mouse_2d", "zoom",
              "arena"]
 
 

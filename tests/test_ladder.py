@@ -51,6 +51,18 @@ def test_mouse_rungs_use_any_mouse_value_both_ways():
     assert (data["mouse"][..., 1] == 0).all() and (data["keys"] == 0).all()
 
 
+def test_the_arena_mouse_rung_turns_by_the_arenas_latent_pixels_whatever_the_token_size():
+    fine = WaypointConfig(**ladder.recipe_parts("world-recipe-p2")[0])  # tokens of 2x2 latent pixels
+    assert fine.latent_shape == WORLD_GEOMETRY.latent_shape and fine.patch == (2, 2)
+    state = (np.zeros(1), np.zeros(1), np.ones(1))
+    for patch in (2, 4):
+        specs = ladder.rung_specs(patch)
+        assert specs["mouse_arena"]["move"](state, None, np.array([[1.0, 0.0]]))[0] == pytest.approx(2.6)
+        assert specs["mouse"]["move"](state, None, np.array([[1.0, 0.0]]))[0] == pytest.approx(0.65 * patch)
+    data = ladder.synthetic_rung("mouse_arena", fine, 64, seed=0)
+    assert (data["mouse"][..., 1] == 0).all() and len(np.unique(data["mouse"][:, 1:, 0])) == 64 * 7
+
+
 def test_a_recipe_climbs_a_rung_and_reports_its_baselines(tmp_path, one_torch_thread):
     args = argparse.Namespace(segments=32, seed=0, stop_early=False)
     res = ladder.run_rung("copy", "toy-recipe", 120, 60, tmp_path, args)

@@ -14,14 +14,13 @@ from test_train_world_model import CAPTIONS, CFG, KEYS, toy_data
 
 from waypoint_gym.engine import CtrlInput, WaypointConfig, WorldEngine, random_checkpoint
 from waypoint_gym.engine.keycodes import keycode
-from waypoint_gym.engine.kv_cache import FrameCausalMask, KVCache
+from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask, KVCache
 from waypoint_gym.engine.model import WaypointModel
 from waypoint_gym.engine.prompt import CaptionEncoder
 from waypoint_gym.engine.world_engine import random_model
 from waypoint_gym.training.data import ClipSampler
 from waypoint_gym.training.export import export_checkpoint, load_teacher
 from waypoint_gym.training.self_forcing import (
-    CleanContextMask,
     SelfForcingTraining,
     critic_loss,
     dmd_loss,

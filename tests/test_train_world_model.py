@@ -8,11 +8,13 @@ import torch
 
 from waypoint_gym.engine import WaypointConfig, WorldEngine, random_checkpoint
 from waypoint_gym.engine.controls import control_vectors, resolve_keys
+from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask
 from waypoint_gym.engine.model import WaypointModel
 from waypoint_gym.engine.prompt import CaptionEncoder
 from waypoint_gym.training.export import export_checkpoint
 from waypoint_gym.training.world_model import (
     WorldModelTraining,
+    clip_errors,
     control_sensitivity,
     prompt_start_error,
     sample_sigmas,
@@ -73,6 +75,37 @@ def test_sigma_sampling_keeps_clean_context_out_of_the_loss():
     tc = WorldModelTraining(clean_context_prob=1.0, context_noise=0.05)
     sigma, carries = sample_sigmas(256, 10, [1.0, 0.5, 0.0], tc, torch.Generator().manual_seed(0), "cpu")
     assert (sigma[~carries] <= 0.05).all() and carries[:, -1].all() and (sigma >= 0).all() and (sigma <= 1).all()
+
+
+def test_teacher_forcing_scores_every_frame_from_the_clean_frames_before_it():
+    cfg, F_ = WaypointConfig(**CFG, prediction="x0"), 6
+    torch.manual_seed(0)
+    model, encoder = WaypointModel(cfg).eval(), CaptionEncoder.for_captions(CAPTIONS, 32)
+    data = toy_data(8, F_)
+    x0 = torch.as_tensor(data["latents"])
+    ctrl = torch.as_tensor(control_vectors(data["keys"], data["mouse"], resolve_keys(KEYS, 256)[1], 256))
+    tc = WorldModelTraining(teacher_forcing=True, loss="x0", prompt_dropout=0.0, ctrl_dropout=0.0)
+    seen, forward = {}, model.forward
+
+    def spy(x, sigma, t, c, emb, **kw):  # keeps the one pass's inputs
+        seen.update(x=x, sigma=sigma, t=t, c=c, emb=emb)
+        return forward(x, sigma, t, c, emb, **kw)
+
+    model.forward = spy
+    with torch.no_grad():
+        err, carries = clip_errors(model, encoder, x0, ctrl, list(data["prompt"]), CleanContextMask(cfg, F_), tc,
+                                   torch.Generator().manual_seed(0))
+    assert err.shape == carries.shape == (8, 2 * F_ - 1)
+    assert not carries[:, :F_].any() and carries[:, F_:].all()
+    assert (seen["sigma"][:, :F_] <= tc.context_noise).all() and seen["sigma"][:, F_:].max() > 0.5
+    for f in range(1, F_):  # frame f alone after its clean context, through the frame-causal mask of f + 1 frames
+        pick = list(range(f)) + [F_ + f - 1]
+        with torch.no_grad():
+            v = forward(seen["x"][:, pick], seen["sigma"][:, pick], seen["t"][:, pick], seen["c"][:, pick],
+                        seen["emb"], cache=FrameCausalMask(cfg, f + 1))[:, -1]
+        s = seen["sigma"][:, F_ + f - 1, None, None, None]
+        want = (seen["x"][:, F_ + f - 1] - s * v - x0[:, f]).pow(2).mean(dim=(1, 2, 3))
+        torch.testing.assert_close(err[:, F_ + f - 1], want, atol=1e-5, rtol=1e-4)
 
 
 def test_training_learns_resumes_and_exports(tmp_path):

@@ -90,7 +90,7 @@ def train_world_model(args: argparse.Namespace) -> None:
     tc = WorldModelTraining(steps=args.steps, batch_size=args.batch_size, clip_frames=args.clip_frames, lr=args.lr,
                             clean_context_prob=args.clean_context_prob, ctrl_init_scale=args.ctrl_init_scale,
                             start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed,
-                            loss=args.loss, time_limit=args.time_limit)
+                            loss=args.loss, time_limit=args.time_limit, teacher_forcing=args.teacher_forcing)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
     ae = None
     if args.autoencoder:
@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=4e-4, help="learning rate")
     p.add_argument("--clean-context-prob", type=float, default=0.5,
                    help="share of clips with clean context before a random cut, as at inference")
+    p.add_argument("--teacher-forcing", action="store_true",
+                   help="predict every frame of a clip from the clean frames before it, in one pass of the clip "
+                        "and its noisy copy (about twice the cost of a step; --clean-context-prob is then unused)")
     p.add_argument("--ctrl-init-scale", type=float, default=1.0,
                    help="scale of the initial control weights of the fusion layers (a new run only)")
     p.add_argument("--start-frames", type=int, default=0,

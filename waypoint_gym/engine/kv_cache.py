@@ -171,3 +171,24 @@ class FrameCausalMask:
     def attend(self, layer: int, q, k, v, plan=None) -> torch.Tensor:
         mask = self.masks[self.kinds[layer]]
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
+
+
+class CleanContextMask(FrameCausalMask):
+    """Scoring every frame of a clip from clean context in one pass: clean frames 0..F-1, then noisy copies of 1..F-1.
+
+    Clean frame i sees what the ring lets it see (as in `FrameCausalMask`); the noisy copy of frame i sees the
+    clean frames the ring would hold when frame i is generated, and itself. So the noisy copy of frame i gets
+    exactly what cached inference computes for frame i with the clean frames in the cache.
+    """
+
+    def __init__(self, cfg: WaypointConfig, n_frames: int, device=None):
+        T, n = cfg.tokens_per_frame, n_frames
+        self.kinds = ["global" if cfg.is_global(i) else "local" for i in range(cfg.n_layers)]
+        self.masks = {}
+        for kind, g in ring_geometry(cfg).items():
+            vis = frame_visibility(g, n)  # [F, F]
+            full = torch.zeros(2 * n - 1, 2 * n - 1, dtype=torch.bool)
+            full[:n, :n] = vis
+            full[n:, :n] = (vis & ~torch.eye(n, dtype=torch.bool))[1:]  # noisy i -> earlier clean frames
+            full[n:, n:] = torch.eye(n - 1, dtype=torch.bool)
+            self.masks[kind] = full.repeat_interleave(T, 0).repeat_interleave(T, 1).to(device)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from waypoint_gym.engine.config import WaypointConfig
-from waypoint_gym.engine.kv_cache import FrameCausalMask, KVCache, frame_visibility, ring_geometry
+from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask, KVCache
 from waypoint_gym.engine.model import WaypointModel
 from waypoint_gym.engine.prompt import CaptionEncoder
 
@@ -103,27 +103,6 @@ def student_config(teacher_cfg: WaypointConfig, sigmas: list[float]) -> Waypoint
 
 
 # ---------------------------------------------------------------------------------------------- scoring
-
-
-class CleanContextMask(FrameCausalMask):
-    """Scoring every frame of a clip from clean context in one pass: clean frames 0..F-1, then noisy copies of 1..F-1.
-
-    Clean frame i sees what the ring lets it see (as in `FrameCausalMask`); the noisy copy of frame i sees the
-    clean frames the ring would hold when frame i is generated, and itself. So the noisy copy of frame i gets
-    exactly what cached inference computes for frame i with the clean frames in the cache.
-    """
-
-    def __init__(self, cfg: WaypointConfig, n_frames: int, device=None):
-        T, n = cfg.tokens_per_frame, n_frames
-        self.kinds = ["global" if cfg.is_global(i) else "local" for i in range(cfg.n_layers)]
-        self.masks = {}
-        for kind, g in ring_geometry(cfg).items():
-            vis = frame_visibility(g, n)  # [F, F]
-            full = torch.zeros(2 * n - 1, 2 * n - 1, dtype=torch.bool)
-            full[:n, :n] = vis
-            full[n:, :n] = (vis & ~torch.eye(n, dtype=torch.bool))[1:]  # noisy i -> earlier clean frames
-            full[n:, n:] = torch.eye(n - 1, dtype=torch.bool)
-            self.masks[kind] = full.repeat_interleave(T, 0).repeat_interleave(T, 1).to(device)
 
 
 def velocity(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctrl_null=None) -> torch.Tensor:

@@ -9,6 +9,7 @@ inference runs. The target is the rectified-flow velocity noise - x0, with x_sig
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from waypoint_gym.engine.config import WaypointConfig
-from waypoint_gym.engine.kv_cache import FrameCausalMask
+from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask
 from waypoint_gym.engine.model import WaypointModel
 from waypoint_gym.engine.prompt import CaptionEncoder, words
 
@@ -44,6 +45,7 @@ class WorldModelTraining:
     ema_decay: float = 0.999
     schedule_sigma_prob: float = 0.5  # share of target frames whose sigma is one of the schedule's (else U(0,1))
     clean_context_prob: float = 0.5  # share of clips whose frames before a random cut are (nearly) clean
+    teacher_forcing: bool = False  # every frame after the first predicted from the clean frames before it
     context_noise: float = 0.05  # max sigma of "clean" context frames (noise augmentation)
     ctrl_dropout: float = 0.1  # classifier-free-guidance dropout to the null embeddings
     ctrl_init_scale: float = 1.0  # initial weights on the control half of every fusion layer, times this
@@ -91,7 +93,18 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     """Diffusion-forcing velocity errors of clips x0 [B, F, C, h, w] -> (error [B, F], carries loss [B, F])."""
     B, F_ = x0.shape[:2]
     device = x0.device
+    t = torch.arange(F_, device=device).expand(B, -1)
     sigma, carries_loss = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, tc, g, device)
+    if isinstance(mask, CleanContextMask):
+        # The clip twice in one pass: its lightly noised clean frames, then noisy copies of frames 1..F-1 that
+        # each see only the clean frames before them, as cached inference sees its context.
+        clean = (torch.rand(B, F_, generator=g) * tc.context_noise).to(device)
+        target = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, dataclasses.replace(tc, clean_context_prob=0.0),
+                               g, device)[0][:, 1:]
+        sigma = torch.cat([clean, target], 1)
+        x0, t, ctrl = torch.cat([x0, x0[:, 1:]], 1), torch.cat([t, t[:, 1:]], 1), torch.cat([ctrl, ctrl[:, 1:]], 1)
+        carries_loss = torch.cat([torch.zeros(B, F_, dtype=torch.bool), torch.ones(B, F_ - 1, dtype=torch.bool)],
+                                 1).to(device)
     noise = torch.randn(x0.shape, generator=g).to(device)
     s = sigma[..., None, None, None]
     x = (1 - s) * x0 + s * noise
@@ -99,7 +112,6 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     drop_prompt = (torch.rand(B, generator=g) < tc.prompt_dropout).to(device)
     emb = torch.where(drop_prompt[:, None, None], model.null_prompt(emb), emb)
     drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
-    t = torch.arange(F_, device=device).expand(B, -1)
     v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl).float()
     if tc.loss == "x0":  # the error of the clean frame the velocity implies, x - sigma v, at every sigma alike
         return (x - s * v - x0).pow(2).mean(dim=(2, 3, 4)), carries_loss
@@ -165,7 +177,7 @@ def train_world_model(
     (run_dir / "config.json").write_text(json.dumps({"model": cfg.to_dict(), "training": asdict(tc)}, indent=2))
 
     sampler = ClipSampler(data, key_names, cfg, tc.clip_frames, tc.seed + step, device)
-    mask = FrameCausalMask(cfg, tc.clip_frames, device)
+    mask = (CleanContextMask if tc.teacher_forcing else FrameCausalMask)(cfg, tc.clip_frames, device)
     starts, start_mask = None, None
     if tc.start_frames < 0:
         raise ValueError(f"start_frames must be >= 0, got {tc.start_frames}")
