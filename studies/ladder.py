@@ -40,6 +40,7 @@ from waypoint_gym.training.world_model import WorldModelTraining, train_world_mo
 
 KEYS = ["W", "A", "S", "D"]
 ARENA_LATENT = (4, 16, 16)  # the bundled autoencoder's latents of a 64x64 arena frame
+ARENA_CAPTION = "a mossy stone dungeon"  # the arena's default prompt: the theme of the held-out arena worlds
 ARENA_PATCH = 4  # the bundled world's token: 4x4 latent pixels
 CAPTION = "a toy world"
 SEGMENT_FRAMES = 8
@@ -273,7 +274,7 @@ def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: in
 
 
 @torch.no_grad()
-def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int = 1) -> dict:
+def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int = 1, caption: str = CAPTION) -> dict:
     """Masked x0 errors at sigma 1 from clean context on every frame after the first: model, blur, copy."""
     cfg = model.cfg
     lat = torch.as_tensor(held_out["latents"][:, :CLIP_FRAMES])
@@ -283,7 +284,7 @@ def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int =
     ctrl[:, 0] = 0
     mask = torch.as_tensor(held_out["mask"][:, :CLIP_FRAMES])[:, :, None].float()  # [n, F, 1, h, w]
     blur = torch.as_tensor(held_out["blur"][:, :CLIP_FRAMES])
-    emb, _ = encoder([CAPTION] * n)
+    emb, _ = encoder([caption] * n)
     g = torch.Generator().manual_seed(seed)
     sq = {"model": [], "blur": [], "copy": []}
     for f in range(1, CLIP_FRAMES):
@@ -362,6 +363,7 @@ ALL_RUNGS = ["copy", "shift_in_token", "shift_token", "keys_in_token", "keys_tok
 
 def markdown_table(results: list[dict]) -> str:
     """One row per rung: its blur and copy baselines, then each recipe's final error and steps to 10% of blur."""
+    results = [r for r in results if "recipe" in r]  # scored checkpoints have no curve
     recipes = list(dict.fromkeys(r["recipe"] for r in results))
     rungs = [r for r in ALL_RUNGS if any(x["rung"] == r for x in results)]
 
@@ -379,6 +381,24 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def score_checkpoints(folders: list[str], args) -> list[dict]:
+    """Trained arena worlds (checkpoint folders) on the arena rung: the long runs on the ladder's scale."""
+    from waypoint_gym.training.export import load_teacher
+
+    _, held_out = arena_rung(args.arena_data, args.arena_latents, args.segments, args.seed + 1, 128)
+    out = []
+    for folder in folders:
+        model, encoder = load_teacher(folder)
+        if model.cfg.latent_shape != ARENA_LATENT:
+            raise ValueError(f"{folder}: latents {model.cfg.latent_shape}, the arena's are {ARENA_LATENT}")
+        errs = one_step_errors(model.eval(), encoder.eval(), held_out, ["W", "A", "S", "D", "SPACE", "SHIFT"],
+                               caption=ARENA_CAPTION)
+        print(f"  {folder} arena: error {errs['model']:.4f} (blur {errs['blur']:.4f}, copy {errs['copy']:.4f})")
+        out.append({"rung": "arena", "checkpoint": folder, "blur": errs["blur"], "copy": errs["copy"],
+                    "error": errs["model"]})
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", action="append",
@@ -391,6 +411,9 @@ def main() -> None:
     p.add_argument("--stop-early", action="store_true", help="stop a rung once under 10%% of its blur")
     p.add_argument("--arena-data", default="runs/data/arena", help="recorded play (for the arena rung)")
     p.add_argument("--arena-latents", default="runs/latents.npy", help="its cached latents")
+    p.add_argument("--score", action="append",
+                   help="instead of training: a trained arena world's checkpoint folder to score on the arena rung "
+                        "(repeat); results go to --out")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON path (default studies/results/ladder.json)")
@@ -406,17 +429,22 @@ def main() -> None:
     rungs = ALL_RUNGS if args.rungs == "all" else args.rungs.split(",")
     out = Path(args.out or "studies/results/ladder.json")
     results = json.loads(out.read_text()) if out.exists() else []
+    if args.score:
+        results = [r for r in results if r.get("checkpoint") not in args.score] + score_checkpoints(args.score, args)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+        return
     for recipe in recipes:
         for rung in rungs:
             res = run_rung(rung, recipe, args.steps, args.eval_every, Path("runs/ladder"), args)
             if res is None:
                 continue
             res["config"], res["training"] = recipe_parts(recipe)
-            results = [r for r in results if (r["rung"], r["recipe"]) != (rung, recipe)] + [res]
+            results = [r for r in results if (r["rung"], r.get("recipe")) != (rung, recipe)] + [res]
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=1))
     print(f"\n{'recipe':<16}{'rung':<16}{'blur':>8}{'copy':>8}{'final':>8}{'steps to 10%':>14}")
-    for r in results:
+    for r in (r for r in results if "recipe" in r):
         print(f"{r['recipe']:<16}{r['rung']:<16}{r['blur']:8.4f}{r['copy']:8.4f}{r['final_error']:8.4f}"
               f"{str(r['steps_to_10pct_of_blur']):>14}")
 
