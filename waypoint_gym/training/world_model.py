@@ -94,7 +94,6 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     B, F_ = x0.shape[:2]
     device = x0.device
     t = torch.arange(F_, device=device).expand(B, -1)
-    sigma, carries_loss = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, tc, g, device)
     if isinstance(mask, CleanContextMask):
         # The clip twice in one pass: its lightly noised clean frames, then noisy copies of frames 1..F-1 that
         # each see only the clean frames before them, as cached inference sees its context.
@@ -105,6 +104,8 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
         x0, t, ctrl = torch.cat([x0, x0[:, 1:]], 1), torch.cat([t, t[:, 1:]], 1), torch.cat([ctrl, ctrl[:, 1:]], 1)
         carries_loss = torch.cat([torch.zeros(B, F_, dtype=torch.bool), torch.ones(B, F_ - 1, dtype=torch.bool)],
                                  1).to(device)
+    else:
+        sigma, carries_loss = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, tc, g, device)
     noise = torch.randn(x0.shape, generator=g).to(device)
     s = sigma[..., None, None, None]
     x = (1 - s) * x0 + s * noise
