@@ -42,6 +42,7 @@ KEYS = ["W", "A", "S", "D"]
 ARENA_LATENT = (4, 16, 16)  # the bundled autoencoder's latents of a 64x64 arena frame
 ARENA_CAPTION = "a mossy stone dungeon"  # the arena's default prompt: the theme of the held-out arena worlds
 ARENA_PATCH = 4  # the bundled world's token: 4x4 latent pixels
+ARENA_KEYS = ["W", "A", "S", "D", "SPACE", "SHIFT"]  # the arena's keys, in its recordings' order
 CAPTION = "a toy world"
 SEGMENT_FRAMES = 8
 CLIP_FRAMES = 6
@@ -226,7 +227,7 @@ def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: in
     from waypoint_gym.worlds.arena import ArenaBatch
 
     data, keys, _ = world_model_data(data_dir, latents)
-    if list(keys) != ["W", "A", "S", "D", "SPACE", "SHIFT"][: len(keys)]:
+    if list(keys) != ARENA_KEYS[: len(keys)]:
         raise ValueError(f"the arena rung expects the arena's keys, got {keys}")
     train = {k: np.asarray(v)[:n] for k, v in data.items()}
     train["latents"] = np.asarray(data["latents"][:n])[:, :SEGMENT_FRAMES]
@@ -325,7 +326,7 @@ def run_rung(rung: str, recipe: str, steps: int, eval_every: int, out_dir: Path,
             print(f"  {recipe}: no arena rung, its latents are {cfg.latent_shape}, the arena's {ARENA_LATENT}")
             return None
         train, held_out = arena_rung(args.arena_data, args.arena_latents, args.segments, args.seed + 1, 128)
-        keys = ["W", "A", "S", "D", "SPACE", "SHIFT"]
+        keys = ARENA_KEYS
     else:
         train = synthetic_rung(rung, cfg, args.segments, args.seed)
         held_out = synthetic_rung(rung, cfg, 128, args.seed + 1)
@@ -391,8 +392,7 @@ def score_checkpoints(folders: list[str], args) -> list[dict]:
         model, encoder = load_teacher(folder)
         if model.cfg.latent_shape != ARENA_LATENT:
             raise ValueError(f"{folder}: latents {model.cfg.latent_shape}, the arena's are {ARENA_LATENT}")
-        errs = one_step_errors(model.eval(), encoder.eval(), held_out, ["W", "A", "S", "D", "SPACE", "SHIFT"],
-                               caption=ARENA_CAPTION)
+        errs = one_step_errors(model.eval(), encoder.eval(), held_out, ARENA_KEYS, caption=ARENA_CAPTION)
         print(f"  {folder} arena: error {errs['model']:.4f} (blur {errs['blur']:.4f}, copy {errs['copy']:.4f})")
         out.append({"rung": "arena", "checkpoint": folder, "blur": errs["blur"], "copy": errs["copy"],
                     "error": errs["model"]})

@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of clips with clean context before a random cut, as at inference")
     p.add_argument("--teacher-forcing", action="store_true",
                    help="predict every frame of a clip from the clean frames before it, in one pass of the clip "
-                        "and its noisy copy (about twice the cost of a step; --clean-context-prob is then unused)")
+                        "and its noisy copy (about 1.7 times the cost of a step; --clean-context-prob is then unused)")
     p.add_argument("--ctrl-init-scale", type=float, default=1.0,
                    help="scale of the initial control weights of the fusion layers (a new run only)")
     p.add_argument("--start-frames", type=int, default=0,
