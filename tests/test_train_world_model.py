@@ -22,6 +22,7 @@ from waypoint_gym.training.world_model import (
     teacher_forced_error,
     train_world_model,
 )
+from waypoint_gym.training.self_forcing import rollout
 
 CAPTIONS = ["a red room", "a blue cave"]
 KEYS = ["A", "D"]
@@ -106,6 +107,41 @@ def test_teacher_forcing_scores_every_frame_from_the_clean_frames_before_it():
         s = seen["sigma"][:, F_ + f - 1, None, None, None]
         want = (seen["x"][:, F_ + f - 1] - s * v - x0[:, f]).pow(2).mean(dim=(1, 2, 3))
         torch.testing.assert_close(err[:, F_ + f - 1], want, atol=1e-5, rtol=1e-4)
+
+
+def test_rollout_context_scores_the_recorded_frames_from_the_models_own_dream():
+    """With rollout_context the clean half of the pass is the model's open-loop rollout from frame 0 (as
+    `rollout`, which matches WorldEngine.gen_latent, makes it); the frames scored stay the recorded ones."""
+    cfg, F_ = WaypointConfig(**CFG, prediction="x0"), 5
+    torch.manual_seed(0)
+    model, encoder = WaypointModel(cfg).eval(), CaptionEncoder.for_captions(CAPTIONS, 32)
+    data = toy_data(6, F_)
+    x0 = torch.as_tensor(data["latents"])
+    ctrl = torch.as_tensor(control_vectors(data["keys"], data["mouse"], resolve_keys(KEYS, 256)[1], 256))
+    prompts = list(data["prompt"])
+    tc = WorldModelTraining(teacher_forcing=True, rollout_context=0.5, context_noise=0.0, loss="x0",
+                            prompt_dropout=0.0, ctrl_dropout=0.0)
+    seen, forward = {}, model.forward
+
+    def spy(x, sigma, *args, **kw):  # keeps the one pass's inputs and output
+        seen.update(x=x, sigma=sigma, v=forward(x, sigma, *args, **kw))
+        return seen["v"]
+
+    model.forward = spy
+    with torch.no_grad():
+        err, _ = clip_errors(model, encoder, x0, ctrl, prompts, CleanContextMask(cfg, F_), tc,
+                             torch.Generator().manual_seed(0))
+        noise = torch.randn((3, *x0.shape[1:]), generator=torch.Generator().manual_seed(0))
+        model.forward = forward
+        dreamed = rollout(model, x0[:3, 0], ctrl[:3], encoder(prompts[:3])[0], noise, grad=False)
+    torch.testing.assert_close(seen["x"][:3, :F_], dreamed)  # three clips dream their context...
+    torch.testing.assert_close(seen["x"][3:, :F_], x0[3:])  # ...the others keep the recorded frames
+    assert (dreamed[:, 1:] - x0[:3, 1:]).abs().mean() > 0.1  # an untrained model's dream is not the recording
+    s = seen["sigma"][:, F_:, None, None, None]
+    want = (seen["x"][:, F_:] - s * seen["v"][:, F_:] - x0[:, 1:]).pow(2).mean(dim=(2, 3, 4))
+    torch.testing.assert_close(err[:, F_:], want)  # every clip is scored against its recorded frames
+    with pytest.raises(ValueError, match="rollout_context must be in \\[0, 1\\] and needs teacher_forcing"):
+        train_world_model(data, KEYS, CAPTIONS, "unused", cfg, WorldModelTraining(rollout_context=0.5))
 
 
 def test_training_learns_resumes_and_exports(tmp_path):

@@ -90,7 +90,8 @@ def train_world_model(args: argparse.Namespace) -> None:
     tc = WorldModelTraining(steps=args.steps, batch_size=args.batch_size, clip_frames=args.clip_frames, lr=args.lr,
                             clean_context_prob=args.clean_context_prob, ctrl_init_scale=args.ctrl_init_scale,
                             start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed,
-                            loss=args.loss, time_limit=args.time_limit, teacher_forcing=args.teacher_forcing)
+                            loss=args.loss, time_limit=args.time_limit, teacher_forcing=args.teacher_forcing,
+                            rollout_context=args.rollout_context)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
     ae = None
     if args.autoencoder:
@@ -270,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-forcing", action="store_true",
                    help="predict every frame of a clip from the clean frames before it, in one pass of the clip "
                         "and its noisy copy (about 1.7 times the cost of a step; --clean-context-prob is then unused)")
+    p.add_argument("--rollout-context", type=float, default=0.0,
+                   help="with --teacher-forcing: share of clips whose context frames the model first dreams itself "
+                        "from the clip's first frame under its recorded controls (the open loop's context); the "
+                        "targets stay the recorded frames")
     p.add_argument("--ctrl-init-scale", type=float, default=1.0,
                    help="scale of the initial control weights of the fusion layers (a new run only)")
     p.add_argument("--start-frames", type=int, default=0,

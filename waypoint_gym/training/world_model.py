@@ -30,6 +30,7 @@ from waypoint_gym.engine.prompt import CaptionEncoder, words
 
 from .data import ClipSampler
 from .export import load_teacher
+from .self_forcing import rollout
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class WorldModelTraining:
     schedule_sigma_prob: float = 0.5  # share of target frames whose sigma is one of the schedule's (else U(0,1))
     clean_context_prob: float = 0.5  # share of clips whose frames before a random cut are (nearly) clean
     teacher_forcing: bool = False  # every frame after the first predicted from the clean frames before it
+    rollout_context: float = 0.0  # with teacher forcing: share of clips whose context is the model's own rollout
     context_noise: float = 0.05  # max sigma of "clean" context frames (noise augmentation)
     ctrl_dropout: float = 0.1  # classifier-free-guidance dropout to the null embeddings
     ctrl_init_scale: float = 1.0  # initial weights on the control half of every fusion layer, times this
@@ -97,11 +99,19 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     if isinstance(mask, CleanContextMask):
         # The clip twice in one pass: its lightly noised clean frames, then noisy copies of frames 1..F-1 that
         # each see only the clean frames before them, as cached inference sees its context.
+        context = x0
+        n_roll = round(B * tc.rollout_context)
+        if n_roll:  # these clips' context is what the model dreams from their first frame, as in an open loop
+            with torch.no_grad():
+                noise = torch.randn((n_roll, *x0.shape[1:]), generator=g).to(device)
+                dreamed = rollout(model, x0[:n_roll, 0], ctrl[:n_roll], encoder(prompts[:n_roll])[0], noise,
+                                  grad=False)
+            context = torch.cat([dreamed, x0[n_roll:]])
         clean = (torch.rand(B, F_, generator=g) * tc.context_noise).to(device)
         target = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, dataclasses.replace(tc, clean_context_prob=0.0),
                                g, device)[0][:, 1:]
         sigma = torch.cat([clean, target], 1)
-        x0, t, ctrl = torch.cat([x0, x0[:, 1:]], 1), torch.cat([t, t[:, 1:]], 1), torch.cat([ctrl, ctrl[:, 1:]], 1)
+        x0, t, ctrl = torch.cat([context, x0[:, 1:]], 1), torch.cat([t, t[:, 1:]], 1), torch.cat([ctrl, ctrl[:, 1:]], 1)
         carries_loss = torch.cat([torch.zeros(B, F_, dtype=torch.bool), torch.ones(B, F_ - 1, dtype=torch.bool)],
                                  1).to(device)
     else:
@@ -142,6 +152,9 @@ def train_world_model(
     tc = tc or WorldModelTraining()
     if tc.loss not in ("velocity", "x0"):
         raise ValueError(f"loss must be 'velocity' or 'x0', got {tc.loss!r}")
+    if not 0.0 <= tc.rollout_context <= 1.0 or (tc.rollout_context and not tc.teacher_forcing):
+        raise ValueError(f"rollout_context must be in [0, 1] and needs teacher_forcing, got {tc.rollout_context} "
+                         f"with teacher_forcing={tc.teacher_forcing}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(tc.device)
