@@ -78,13 +78,19 @@ def test_sigma_sampling_keeps_clean_context_out_of_the_loss():
     assert (sigma[~carries] <= 0.05).all() and carries[:, -1].all() and (sigma >= 0).all() and (sigma <= 1).all()
 
 
-def test_teacher_forcing_scores_every_frame_from_the_clean_frames_before_it():
-    cfg, F_ = WaypointConfig(**CFG, prediction="x0"), 6
+def untrained_x0_world(n_clips: int, F_: int):
+    """An untrained x0-head model and caption encoder, with toy clips as tensors (latents, control vectors)."""
+    cfg = WaypointConfig(**CFG, prediction="x0")
     torch.manual_seed(0)
     model, encoder = WaypointModel(cfg).eval(), CaptionEncoder.for_captions(CAPTIONS, 32)
-    data = toy_data(8, F_)
-    x0 = torch.as_tensor(data["latents"])
-    ctrl = torch.as_tensor(control_vectors(data["keys"], data["mouse"], resolve_keys(KEYS, 256)[1], 256))
+    data = toy_data(n_clips, F_)
+    ctrl = control_vectors(data["keys"], data["mouse"], resolve_keys(KEYS, 256)[1], 256)
+    return cfg, model, encoder, data, torch.as_tensor(data["latents"]), torch.as_tensor(ctrl)
+
+
+def test_teacher_forcing_scores_every_frame_from_the_clean_frames_before_it():
+    F_ = 6
+    cfg, model, encoder, data, x0, ctrl = untrained_x0_world(8, F_)
     tc = WorldModelTraining(teacher_forcing=True, loss="x0", prompt_dropout=0.0, ctrl_dropout=0.0)
     seen, forward = {}, model.forward
 
@@ -112,12 +118,8 @@ def test_teacher_forcing_scores_every_frame_from_the_clean_frames_before_it():
 def test_rollout_context_scores_the_recorded_frames_from_the_models_own_dream():
     """With rollout_context the clean half of the pass is the model's open-loop rollout from frame 0 (as
     `rollout`, which matches WorldEngine.gen_latent, makes it); the frames scored stay the recorded ones."""
-    cfg, F_ = WaypointConfig(**CFG, prediction="x0"), 5
-    torch.manual_seed(0)
-    model, encoder = WaypointModel(cfg).eval(), CaptionEncoder.for_captions(CAPTIONS, 32)
-    data = toy_data(6, F_)
-    x0 = torch.as_tensor(data["latents"])
-    ctrl = torch.as_tensor(control_vectors(data["keys"], data["mouse"], resolve_keys(KEYS, 256)[1], 256))
+    F_ = 5
+    cfg, model, encoder, data, x0, ctrl = untrained_x0_world(6, F_)
     prompts = list(data["prompt"])
     tc = WorldModelTraining(teacher_forcing=True, rollout_context=0.5, context_noise=0.0, loss="x0",
                             prompt_dropout=0.0, ctrl_dropout=0.0)
