@@ -12,6 +12,7 @@ from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask
 from waypoint_gym.engine.model import WaypointModel
 from waypoint_gym.engine.prompt import CaptionEncoder
 from waypoint_gym.training.export import export_checkpoint
+from waypoint_gym.training.self_forcing import rollout
 from waypoint_gym.training.world_model import (
     WorldModelTraining,
     clip_errors,
@@ -22,7 +23,6 @@ from waypoint_gym.training.world_model import (
     teacher_forced_error,
     train_world_model,
 )
-from waypoint_gym.training.self_forcing import rollout
 
 CAPTIONS = ["a red room", "a blue cave"]
 KEYS = ["A", "D"]

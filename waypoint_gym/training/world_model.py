@@ -96,6 +96,7 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     B, F_ = x0.shape[:2]
     device = x0.device
     t = torch.arange(F_, device=device).expand(B, -1)
+    emb, _ = encoder(prompts)
     if isinstance(mask, CleanContextMask):
         # The clip twice in one pass: its lightly noised clean frames, then noisy copies of frames 1..F-1 that
         # each see only the clean frames before them, as cached inference sees its context.
@@ -104,8 +105,7 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
         if n_roll:  # these clips' context is what the model dreams from their first frame, as in an open loop
             with torch.no_grad():
                 noise = torch.randn((n_roll, *x0.shape[1:]), generator=g).to(device)
-                dreamed = rollout(model, x0[:n_roll, 0], ctrl[:n_roll], encoder(prompts[:n_roll])[0], noise,
-                                  grad=False)
+                dreamed = rollout(model, x0[:n_roll, 0], ctrl[:n_roll], emb[:n_roll], noise, grad=False)
             context = torch.cat([dreamed, x0[n_roll:]])
         clean = (torch.rand(B, F_, generator=g) * tc.context_noise).to(device)
         target = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, dataclasses.replace(tc, clean_context_prob=0.0),
@@ -119,7 +119,6 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     noise = torch.randn(x0.shape, generator=g).to(device)
     s = sigma[..., None, None, None]
     x = (1 - s) * x0 + s * noise
-    emb, _ = encoder(prompts)
     drop_prompt = (torch.rand(B, generator=g) < tc.prompt_dropout).to(device)
     emb = torch.where(drop_prompt[:, None, None], model.null_prompt(emb), emb)
     drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
