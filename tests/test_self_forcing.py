@@ -141,7 +141,7 @@ def test_training_learns_critic_resumes_and_exports(tmp_path):
     assert all(np.isfinite(r["dmd_loss"]) and np.isfinite(r["critic_loss"]) for r in rows)
     # the critic has learnt the student's samples: its diffusion loss on a fresh batch of them is below the teacher's
     critic = copy.deepcopy(teacher)
-    critic.load_state_dict(torch.load(tmp_path / "run" / "train_state.pt", weights_only=False)["critic"])
+    critic.load_state_dict(torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)["critic"])
     x0, ctrl, prompts = ClipSampler(data, KEYS, TEACHER, 6, seed=99, device="cpu").sample(32)
     emb = encoder(prompts)[0].detach()
     with torch.no_grad():

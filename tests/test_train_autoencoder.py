@@ -57,7 +57,7 @@ def test_resume_continues_from_the_saved_step(data_dir, tmp_path):
     tiny = {**TINY, "eval_frames": 4}
     first = train_autoencoder(data_dir, tmp_path / "split", steps=6, stop_at=4, **tiny)
     assert first["step"] == 4 and not first["complete"]
-    assert torch.load(tmp_path / "split" / STATE_FILE, weights_only=False)["step"] == 4
+    assert torch.load(tmp_path / "split" / STATE_FILE, weights_only=True)["step"] == 4
     resumed = train_autoencoder(data_dir, tmp_path / "split", steps=6, **tiny)
     assert resumed["complete"] and [h["step"] for h in resumed["history"]] == list(range(1, 7))
     assert resumed["history"][:4] == first["history"]

@@ -197,7 +197,7 @@ def train_autoencoder(
 
     state_path = out_dir / STATE_FILE
     if resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        state = torch.load(state_path, map_location=device, weights_only=True)
         if state["config"] != config.to_dict():
             raise ValueError(f"{state_path} holds another architecture: {state['config']}; "
                              f"use another out_dir or resume=False")

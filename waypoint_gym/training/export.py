@@ -106,7 +106,7 @@ def load_teacher(path: str | Path, captions: list[str] | None = None, device="cp
     if not captions:
         raise ValueError("a teacher .pt needs the training captions to rebuild its caption encoder")
     cfg = WaypointConfig.from_dict(json.loads(config.read_text())["model"])
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = torch.load(path, map_location=device, weights_only=True)
     model = WaypointModel(cfg).to(device)
     model.load_state_dict(state["ema"] if "ema" in state else state["model"])
     encoder = CaptionEncoder.for_captions(captions, cfg.prompt_embedding_dim).to(device)

@@ -266,7 +266,7 @@ def train_self_forcing(
     step = 0
     state_path = run_dir / "train_state.pt"
     if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        state = torch.load(state_path, map_location=device, weights_only=True)
         for module, key in ((student, "student"), (ema, "ema"), (critic, "critic"), (opt, "opt"),
                             (opt_critic, "opt_critic")):
             module.load_state_dict(state[key])

@@ -180,7 +180,7 @@ def train_world_model(
     step = 0
     state_path = run_dir / "train_state.pt"
     if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        state = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         encoder.load_state_dict(state["encoder"])
