@@ -12,10 +12,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from conftest import speed_paths
+from conftest import fixture_dir, speed_paths
 from waypoint_gym.engine import Speedups, WaypointConfig, WorldEngine, random_checkpoint
-from waypoint_gym.engine.config import EXTENSIONS
+from waypoint_gym.engine.config import EXTENSIONS, WAYPOINT_15_FIELDS
 from waypoint_gym.engine.model import WaypointModel
 
 TINY = dict(d_model=64, n_heads=2, n_kv_heads=1, n_layers=2, mlp_ratio=2, channels=4, height=2, width=2,
@@ -29,6 +30,10 @@ def test_published_configs_keep_their_keys_and_default_to_the_published_architec
     cfg = WaypointConfig.from_yaml(parity_dir / "config.yaml")
     assert all(getattr(cfg, name) == default for name, default in EXTENSIONS.items())
     assert not set(EXTENSIONS) & set(cfg.to_dict()), "a published config gains no extension keys on saving"
+    file_keys = set(yaml.safe_load((parity_dir / "config.yaml").read_text()))
+    assert not (set(WAYPOINT_15_FIELDS) - file_keys) & set(cfg.to_dict()), "nor Waypoint-1.5 keys it lacked"
+    v15 = WaypointConfig.from_yaml(fixture_dir("waypoint15-parity-a") / "config.yaml")
+    assert WaypointConfig.from_dict(v15.to_dict()) == v15 and set(WAYPOINT_15_FIELDS) <= set(v15.to_dict())
     on = WaypointConfig(**{**TINY, **EXTENDED})
     assert WaypointConfig.from_dict(on.to_dict()) == on
     with pytest.raises(ValueError, match=r"prediction must be one of \('velocity', 'x0'\), got 'eps'"):

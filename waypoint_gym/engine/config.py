@@ -156,11 +156,15 @@ class WaypointConfig:
             return cls.from_dict(yaml.safe_load(f))
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as `config.yaml` holds it; this project's extensions only where they are switched on."""
+        """The config as `config.yaml` holds it: this project's extensions only where they are switched on, and
+        Waypoint-1.5's fields in a Waypoint-1 config only where they differ from Waypoint-1's behaviour."""
         d = dataclasses.asdict(self)
         extra = d.pop("extra")
         d["patch"] = list(self.patch)
-        for name, default in EXTENSIONS.items():
+        optional = dict(EXTENSIONS)
+        if self.model_type != "waypoint-1.5":
+            optional.update({f.name: f.default for f in dataclasses.fields(self) if f.name in WAYPOINT_15_FIELDS})
+        for name, default in optional.items():
             if d[name] == default:
                 del d[name]
         return {**extra, **d}
@@ -173,6 +177,9 @@ class WaypointConfig:
 # This project's extensions of the format for worlds it trains (docs/engine.md), at their defaults, under
 # which a model is exactly the published architecture.
 EXTENSIONS: dict[str, Any] = {"prediction": "velocity", "attn_logit_scale": False, "ctrl_fusion": "concat"}
+# The fields Waypoint-1.5 added (format addendum), whose class defaults are Waypoint-1's behaviour.
+WAYPOINT_15_FIELDS = ("model_type", "temporal_compression", "base_fps", "inference_fps", "taehv_ae",
+                      "auto_aspect_ratio", "rope_nyquist_frac", "rope_theta", "moe")
 
 
 def _interpolate(value: Any, d: dict[str, Any], seen: tuple[str, ...] = ()) -> Any:
