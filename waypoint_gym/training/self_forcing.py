@@ -114,14 +114,22 @@ def velocity(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctr
     [B, F, nb + 3]; prompt [B, P, Dp].
     """
     B, n = frames.shape[:2]
-    zeros = lambda k: torch.zeros(B, k, device=sigma.device)  # noqa: E731
+    clean_sigma = torch.zeros(B, n, device=sigma.device)
     if isinstance(mask, CleanContextMask):
-        x, s = torch.cat([frames, noisy], 1), torch.cat([zeros(n), sigma], 1)
-        t, c = torch.cat([torch.arange(n), torch.arange(1, n)]), torch.cat([ctrl, ctrl[:, 1:]], 1)
+        x, s, t, c = clean_then_noisy(frames, noisy, clean_sigma, sigma, ctrl)
     else:
-        x, s, t, c = torch.cat([frames[:, :1], noisy], 1), torch.cat([zeros(1), sigma], 1), torch.arange(n), ctrl
-    t = t.to(frames.device).expand(B, -1)
+        x, s, c = torch.cat([frames[:, :1], noisy], 1), torch.cat([clean_sigma[:, :1], sigma], 1), ctrl
+        t = torch.arange(n, device=frames.device).expand(B, -1)
     return model(x, s, t, c, prompt, cache=mask, ctrl_null=ctrl_null)[:, 1 - n:].float()
+
+
+def clean_then_noisy(frames, noisy, clean_sigma, sigma, ctrl):
+    """The one-pass sequence a `CleanContextMask` scores: the clip's clean frames [B, F, C, H, W] at clean_sigma
+    [B, F], then frames 1..F-1 [B, F-1, C, H, W] at sigma [B, F-1], each at its own frame index and with its
+    own control [B, F, nb + 3] -> (x [B, 2F-1, ...], sigma, frame index [B, 2F-1], ctrl)."""
+    B, n = frames.shape[:2]
+    t = torch.cat([torch.arange(n), torch.arange(1, n)]).to(frames.device).expand(B, -1)
+    return torch.cat([frames, noisy], 1), torch.cat([clean_sigma, sigma], 1), t, torch.cat([ctrl, ctrl[:, 1:]], 1)
 
 
 def predict_x0(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctrl_null=None) -> torch.Tensor:

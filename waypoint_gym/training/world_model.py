@@ -30,7 +30,7 @@ from waypoint_gym.engine.prompt import CaptionEncoder, words
 
 from .data import ClipSampler
 from .export import load_teacher
-from .self_forcing import rollout
+from .self_forcing import clean_then_noisy, rollout
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,7 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
         clean = (torch.rand(B, F_, generator=g) * tc.context_noise).to(device)
         target = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, dataclasses.replace(tc, clean_context_prob=0.0),
                                g, device)[0][:, 1:]
-        sigma = torch.cat([clean, target], 1)
-        x0, t, ctrl = torch.cat([context, x0[:, 1:]], 1), torch.cat([t, t[:, 1:]], 1), torch.cat([ctrl, ctrl[:, 1:]], 1)
+        x0, sigma, t, ctrl = clean_then_noisy(context, x0[:, 1:], clean, target, ctrl)
         carries_loss = torch.cat([torch.zeros(B, F_, dtype=torch.bool), torch.ones(B, F_ - 1, dtype=torch.bool)],
                                  1).to(device)
     else:
