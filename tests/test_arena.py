@@ -276,6 +276,12 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(TypeError, match="must be a str caption"):
         env.reset(options={"prompt": 42})
     env.reset(seed=0)
+    with pytest.raises(ValueError, match="unknown reset options"):
+        env.reset(seed=123, options={"bogus": 1})  # refused before it re-seeds
+    reference = ArenaEnv()
+    reference.reset(seed=0)
+    np.testing.assert_array_equal(env.reset()[0], reference.reset()[0])
+    env.reset(seed=0)
     with pytest.raises(ValueError, match="inside a wall"):
         env.teleport((0.5, 0.5))
     with pytest.raises(ValueError, match=r"keys must have shape \(1, 6\)"):

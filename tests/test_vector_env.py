@@ -160,6 +160,9 @@ def test_bad_input(ckpt):
         envs.reset(options={"reset_mask": [True, False]})
     with pytest.raises(ValueError, match="one per env"):
         envs.reset(seed=[1, 2, 3])
+    for seed in ([1, -2], [1.7, 2], [1, True], "ab", -1):
+        with pytest.raises(ValueError, match="seed"):
+            envs.reset(seed=seed)
     with pytest.raises(ValueError, match="one per env"):
         envs.reset(options={"prompt": ["a", "b", "c"]})
     with pytest.raises(ValueError, match="one entry per env"):
@@ -167,6 +170,31 @@ def test_bad_input(ckpt):
     with pytest.raises(ValueError, match="num_envs"):
         WaypointVectorEnv(0, ckpt)
     np.testing.assert_array_equal(envs.step(good)[4]["frame_index"], [2, 2])  # still fine after the rejections
+    fresh = WaypointVectorEnv(2, ckpt)
+    fresh.reset(seed=0)
+    fresh.step(good)
+    np.testing.assert_array_equal(fresh.step(good)[0], envs.step(good)[0])  # and no env was re-seeded
+
+
+def test_world_batch_steps_rows_in_any_order_and_refuses_bad_rows(ckpt):
+    keys = np.array([[1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 1]], np.uint8)
+    mouse = np.array([[0.5, 0.0], [-0.3, 0.2]], np.float32)
+    worlds = []
+    for order in ([0, 1], [1, 0]):
+        envs = WaypointVectorEnv(2, ckpt)
+        envs.reset(seed=0, options={"seed_frames": [np.full((32, 32, 3), v, np.uint8) for v in (40, 200)]})
+        rngs = [np.random.default_rng(10 + row) for row in order]
+        envs.world.step(order, keys[order], mouse[order], rngs)
+        worlds.append(envs.world)
+    np.testing.assert_array_equal(worlds[0].obs, worlds[1].obs)  # each row its own action, noise and history
+    world = worlds[0]
+    rngs = [np.random.default_rng(0) for _ in range(2)]
+    for rows in ([0, 0], [5], [-1, 0]):
+        with pytest.raises(ValueError, match=r"rows must be distinct env indices in \[0, 2\)"):
+            world.step(rows, keys[:len(rows)], mouse[:len(rows)], rngs[:len(rows)])
+    with pytest.raises(ValueError, match=r"2 rows take keys \[2, 6\], mouse \[2, 2\] and 2 generators"):
+        world.step([0, 1], keys[:, :5], mouse, rngs)
+    assert world.engine.frame_index().tolist() == [2, 2] and world.steps.tolist() == [1, 1]
 
 
 def test_start_fn_draws_per_env_starts_at_reset_and_autoreset(ckpt):

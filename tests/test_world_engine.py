@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -164,6 +165,7 @@ BAD_CALLS = [
     ("frame shape", lambda e: e.append_frame(np.zeros((2, 32, 32), np.uint8)), ValueError, "HxWx3"),
     ("frame count", lambda e: e.append_frame(np.zeros((3, 32, 32, 3), np.uint8)), ValueError, "2xHxWx3"),
     ("prompt dim", lambda e: e.set_prompt_embedding(torch.zeros(5, 31)), ValueError, r"\[P, 32\]"),
+    ("prompt NaN", lambda e: e.set_prompt_embedding(torch.full((5, 32), float("nan"))), ValueError, "must be finite"),
     ("pad mask dtype", lambda e: e.set_prompt_embedding(torch.zeros(5, 32), torch.zeros(5)), TypeError, "bool"),
     ("pad mask shape", lambda e: e.set_prompt_embedding(torch.zeros(5, 32), torch.zeros(4, dtype=torch.bool)),
      ValueError, "pad_mask"),
@@ -183,6 +185,29 @@ def test_bad_input_is_rejected_and_state_is_kept(image_ckpt, call, error, match)
     assert_unchanged(eng, before)
     eng.gen_latent()  # and the engine goes on working
     assert eng.frame_index().tolist() == [2, 2]
+
+
+def test_reset_forgets_a_non_finite_past(image_ckpt):
+    """Masked cache slots still enter attention with weight 0; a reset zeroes them, so 0 * NaN cannot reach
+    the next episode."""
+    eng = WorldEngine(image_ckpt, batch_size=2, seed=0)
+    eng.set_prompt_embedding(torch.randn(2, 3, 32))
+    eng.gen_latent()
+    for name, buf in eng.cache.named_buffers():
+        if name[0] in "kv" and name[1:].isdigit():
+            buf[1] = float("nan")  # env 1's past turned non-finite
+    eng.reset(env_ids=[1])
+    eng.gen_latent()
+    assert torch.isfinite(eng.gen_latent()).all()
+
+
+def test_an_autoencoder_of_other_latent_channels_is_refused(image_ckpt, tmp_path):
+    other = random_checkpoint(tmp_path / "c8", WaypointConfig(**{**TINY, "channels": 8}), image_size=(32, 32))
+    ckpt = shutil.copytree(image_ckpt, tmp_path / "ckpt")
+    shutil.rmtree(ckpt / "autoencoder")
+    shutil.copytree(other / "autoencoder", ckpt / "autoencoder")
+    with pytest.raises(ValueError, match="autoencoder of 8 latent channels, but the model's latents have channels=4"):
+        WorldEngine(ckpt)
 
 
 def test_bad_batch_size(latent_ckpt):

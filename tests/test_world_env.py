@@ -244,6 +244,8 @@ def test_bad_prompts_and_options(env, prompt_ckpt):
         penv.reset(prompt=np.zeros((3, 16), np.float32))
     with pytest.raises(TypeError, match="floating point"):
         penv.reset(prompt=np.zeros((3, 32), np.int64))
+    with pytest.raises(ValueError, match="must be finite; it holds NaN or inf"):
+        penv.reset(prompt=np.full((3, 32), np.nan, np.float32))
 
 
 def test_step_before_reset(ckpt):

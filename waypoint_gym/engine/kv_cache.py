@@ -72,11 +72,17 @@ class KVCache(nn.Module):
         return self.frame.shape[0]
 
     def reset(self, env_ids: torch.Tensor | None = None) -> None:
-        """Forget the history of the given environments (all when None) and restart their frame index at 0."""
+        """Forget the history of the given environments (all when None) and restart their frame index at 0.
+
+        Their keys and values are zeroed too: a masked slot still enters attention with weight 0, and 0 * NaN
+        would carry a non-finite past into the next episode."""
         sel = slice(None) if env_ids is None else env_ids
         self.frame[sel] = 0
         for kind in self.geometry:
             getattr(self, f"written_{kind}")[sel] = False
+        for i in range(len(self.kinds)):
+            getattr(self, f"k{i}")[sel] = 0
+            getattr(self, f"v{i}")[sel] = 0
 
     def plan(self, env_ids: torch.Tensor | None, commit: bool) -> FramePlan:
         t = self.frame if env_ids is None else self.frame[env_ids]

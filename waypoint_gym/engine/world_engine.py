@@ -205,6 +205,9 @@ class WorldEngine:
                 f"the config says taehv_ae={self.config.taehv_ae} and temporal_compression="
                 f"{self.config.temporal_compression}, but ae_uri names an autoencoder of {video} frame(s) per latent"
             )
+        if ae.latent_channels != self.config.channels:
+            raise ValueError(f"ae_uri names an autoencoder of {ae.latent_channels} latent channels, but the model's "
+                             f"latents have channels={self.config.channels}")
         if video > 1:
             ae.set_batch_size(self.batch_size)  # one stream per env
             self.video_size(ae)  # latents of the model's size must decode to frames the AE can make
@@ -313,6 +316,8 @@ class WorldEngine:
             return
         Dp = self.config.prompt_embedding_dim
         emb = _as_float_tensor(emb, "prompt embedding", self.device)
+        if not torch.isfinite(emb).all():
+            raise ValueError("prompt embedding must be finite; it holds NaN or inf")
         if emb.ndim == 2:
             emb = emb[None].expand(n, -1, -1)
         if emb.ndim != 3 or emb.shape[0] != n or emb.shape[2] != Dp or emb.shape[1] < 1:

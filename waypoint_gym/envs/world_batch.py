@@ -191,6 +191,8 @@ class WorldBatch:
                 raise TypeError(f"a prompt embedding must be floating point, got dtype {prompt.dtype}")
             if prompt.ndim != 2 or prompt.shape[1] != Dp or prompt.shape[0] < 1:
                 raise ValueError(f"a prompt embedding must have shape [P, {Dp}], got {list(prompt.shape)}")
+            if not torch.isfinite(torch.as_tensor(prompt)).all():
+                raise ValueError("a prompt embedding must be finite; it holds NaN or inf")
             return prompt
         raise TypeError(f"prompt must be a str, an embedding array [P, D] or None, got {type(prompt).__name__}")
 
@@ -366,9 +368,15 @@ class WorldBatch:
     def step(self, rows: list[int], pressed: np.ndarray, mouse: np.ndarray, rngs: list[np.random.Generator]) -> Step:
         """One env step of `rows` under checked keys [n, K] and mouse [n, 2], noise from each row's generator;
         updates the rows' frames, observations, latents and steps."""
+        B, n, K = self.engine.batch_size, len(rows), len(self.keys)
+        if len(set(rows)) != n or not all(isinstance(r, (int, np.integer)) and 0 <= r < B for r in rows):
+            raise ValueError(f"rows must be distinct env indices in [0, {B}), got {rows}")
+        if np.shape(pressed) != (n, K) or np.shape(mouse) != (n, 2) or len(rngs) != n:
+            raise ValueError(f"{n} rows take keys [{n}, {K}], mouse [{n}, 2] and {n} generators, got keys "
+                             f"{list(np.shape(pressed))}, mouse {list(np.shape(mouse))} and {len(rngs)} generators")
         noise = np.stack([rng.standard_normal(self.latent_shape, dtype=np.float32) for rng in rngs])
         t0 = perf_counter()
-        selected = None if len(rows) == self.engine.batch_size else rows
+        selected = None if list(rows) == list(range(B)) else rows
         z = self.dream(selected, pressed, mouse, noise)
         frames = self.decode(z, selected)  # [n, H, W, 3], or [n, k, H, W, 3] from a video autoencoder
         frames = frames if self.frames_per_latent > 1 else frames[:, None]

@@ -442,7 +442,6 @@ class ArenaEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
         options = {} if options is None else options
         if not isinstance(options, Mapping):
             raise TypeError(f"options must be a dict, got {type(options).__name__}")
@@ -452,6 +451,7 @@ class ArenaEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         prompt = options.get("prompt", self.prompt)
         if not isinstance(prompt, str):
             raise TypeError(f"options['prompt'] must be a str caption, got {type(prompt).__name__}")
+        super().reset(seed=seed)
         self._world.reset_world(0, self.np_random, prompt)
         observation = self._world._render()[0]
         if self.render_mode == "human":
