@@ -155,6 +155,10 @@ BAD_CALLS = [
     ("mouse inf", lambda e: e.gen_latent(CtrlInput(mouse=(0.0, float("inf")))), ValueError, "mouse must be finite"),
     ("mouse shape", lambda e: e.gen_latent(CtrlInput(mouse=(1.0,))), ValueError, "mouse must be two numbers"),
     ("scroll", lambda e: e.gen_latent(CtrlInput(scroll_wheel=float("nan"))), ValueError, "scroll_wheel"),
+    ("scroll bool", lambda e: e.gen_latent(CtrlInput(scroll_wheel=True)), ValueError, "scroll_wheel"),
+    ("ctrl vector button", lambda e: e.gen_latent(torch.full((2, 19), 7.0)), ValueError, "buttons of 0 or 1"),
+    ("generator type", lambda e: e.gen_latent(generator=np.random.default_rng(0)), TypeError, "torch.Generator"),
+    ("prompt text type", lambda e: e.encode_prompt(123), TypeError, "a prompt must be a str, got int"),
     ("ctrl count", lambda e: e.gen_latent([CtrlInput()] * 3), ValueError, "list of 2"),
     ("ctrl type", lambda e: e.gen_latent({"W"}), TypeError, "controls must be CtrlInput"),
     ("env id range", lambda e: e.gen_latent(env_ids=[0, 2]), IndexError, "out of range for batch_size 2"),
@@ -210,9 +214,17 @@ def test_an_autoencoder_of_other_latent_channels_is_refused(image_ckpt, tmp_path
         WorldEngine(ckpt)
 
 
-def test_bad_batch_size(latent_ckpt):
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
-        WorldEngine(latent_ckpt, batch_size=0)
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
+    (dict(batch_size=True), ValueError, "batch_size must be a positive integer"),
+    (dict(dtype="float32"), TypeError, "dtype must be a torch.dtype"),
+    (dict(seed="abc"), TypeError, "seed must be an int or None"),
+    (dict(n_denoise_steps=True), ValueError, "n_denoise_steps must be an integer"),
+    (dict(prompt_guidance=True), ValueError, "prompt_guidance must be a finite number"),
+])
+def test_bad_constructor_arguments(latent_ckpt, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        WorldEngine(latent_ckpt, **kwargs)
 
 
 def test_preset_builds_random_weights_without_files():

@@ -140,6 +140,13 @@ def test_prompts_condition_the_world(prompt_ckpt):
     assert env.reset(seed=0, prompt=emb[0].numpy())[1]["prompt"] == "<prompt embedding [3, 32]>"
 
 
+def test_start_frames_of_the_wrong_dtype_name_the_file(ckpt, tmp_path):
+    folder = shutil.copytree(ckpt, tmp_path / "world")
+    np.save(folder / START_FRAMES_FILE, np.zeros((1, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match=rf"{START_FRAMES_FILE} is not a set of start frames: .*must be uint8"):
+        WaypointWorldEnv(folder)
+
+
 def test_start_frames_show_the_default_prompt_and_other_prompts_open_from_themselves(prompt_ckpt, tmp_path):
     folder = shutil.copytree(prompt_ckpt, tmp_path / "world")
     (folder / "config.yaml").write_text((folder / "config.yaml").read_text() + "default_prompt: a desert\n")
@@ -191,6 +198,7 @@ BAD_ACTIONS = [
     ({"keys": np.array(["W"] * 6), "mouse": np.zeros(2)}, TypeError, "0/1 numbers"),
     ({"keys": np.zeros(6), "mouse": np.zeros(3)}, ValueError, r"mouse'\] must have shape \(2,\)"),
     ({"keys": np.zeros(6), "mouse": np.array([np.nan, 0.0])}, ValueError, "must be finite"),
+    ({"keys": np.zeros(6), "mouse": np.array([0.5 + 9j, 0.0])}, TypeError, "two numbers"),
     ({"keys": np.zeros(6), "mouse": np.array([1.5, 0.0])}, ValueError, r"in \[-1, 1\]"),
 ]
 

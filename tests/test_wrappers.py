@@ -32,6 +32,10 @@ def test_macro_table_lookup():
         MacroTable(("W",), [MacroAction("jump", ("SPACE",))])
     with pytest.raises(ValueError, match=r"in \[-1, 1\]"):
         MacroTable(("W",), [MacroAction("spin", (), (3.0, 0.0))])
+    with pytest.raises(ValueError, match=r"two numbers in \[-1, 1\], got 0.5"):
+        MacroTable(("W",), [MacroAction("spin", (), 0.5)])
+    with pytest.raises(TypeError, match="macros must be MacroAction items, got 'forward'"):
+        MacroTable(("W",), ["forward"])
 
 
 def test_flat_to_dict_thresholds_key_logits():

@@ -89,7 +89,7 @@ def check_actions(action: Any, n_keys: int, batch: int | None = None) -> tuple[n
     if not np.isin(keys, (0, 1)).all():
         raise ValueError(f"action['keys'] must hold only 0 and 1 (MultiBinary), got {keys.tolist()}")
     mouse = np.asarray(action["mouse"])
-    if mouse.dtype == object or not np.issubdtype(mouse.dtype, np.number):
+    if mouse.dtype == object or not np.issubdtype(mouse.dtype, np.number) or np.iscomplexobj(mouse):
         raise TypeError(f"action['mouse'] must be two numbers (dx, dy) a row, got {action['mouse']!r:.100}")
     if mouse.shape != (*lead, 2):
         raise ValueError(f"action['mouse'] must have shape {(*lead, 2)}, got {mouse.shape}")
@@ -132,7 +132,8 @@ def ctrl_input_vectors(ctrls: Sequence[CtrlInput | None], n_buttons: int) -> np.
         if not np.isfinite(mouse).all():
             raise ValueError(f"mouse must be finite, got {c.mouse!r}")
         scroll = c.scroll_wheel
-        if not isinstance(scroll, (int, float, np.number)) or not math.isfinite(scroll):
+        number = isinstance(scroll, (int, float, np.number)) and not isinstance(scroll, (bool, np.bool_))
+        if not (number and math.isfinite(scroll)):
             raise ValueError(f"scroll_wheel must be a finite number, got {scroll!r}")
         vec[i, :2] = mouse
         vec[i, 2 + np.asarray(buttons, dtype=np.int64)] = 1.0

@@ -140,8 +140,12 @@ class WorldEngine:
         seed: int | None = None,
         prompt_guidance: float | None = None,
     ):
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not _is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(dtype, torch.dtype):
+            raise TypeError(f"dtype must be a torch.dtype such as torch.float32, got {dtype!r}")
+        if seed is not None and not _is_int(seed):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.device = torch.device(device)
         self.dtype = dtype
         model_uri = resolve_model(model_uri)  # None: the bundled world; short names of published worlds
@@ -158,7 +162,8 @@ class WorldEngine:
         self.sigmas = sub_schedule(cfg.scheduler_sigmas, n_denoise_steps)
         if prompt_guidance is None:  # the checkpoint's own choice (an extension of config.yaml), else none
             prompt_guidance = cfg.extra.get("prompt_guidance", 1.0)
-        if not (isinstance(prompt_guidance, (int, float)) and math.isfinite(prompt_guidance) and prompt_guidance >= 0):
+        if not (isinstance(prompt_guidance, (int, float)) and not isinstance(prompt_guidance, bool)
+                and math.isfinite(prompt_guidance) and prompt_guidance >= 0):
             raise ValueError(f"prompt_guidance must be a finite number >= 0, got {prompt_guidance!r}")
         # Classifier-free guidance on the prompt: 1 samples plainly, w > 1 pulls w times as hard toward the
         # prompt (one more model pass per denoising step).
@@ -278,6 +283,8 @@ class WorldEngine:
 
     def encode_prompt(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         """A text's (embedding [P, Dp], pad mask [P]) from the prompt encoder, cached as in `set_prompt`."""
+        if not isinstance(text, str):
+            raise TypeError(f"a prompt must be a str, got {type(text).__name__}")
         if text not in self._prompt_cache:
             unknown = getattr(self.prompt_encoder, "unknown_words", lambda _: [])(text)
             if unknown and not self._warned_words:  # a caption encoder of a grammar: say what it knows, once
@@ -374,6 +381,8 @@ class WorldEngine:
         """
         ids, n, single = self._select(env_ids)
         ctrl_vec = self._ctrl_vector(ctrl, n)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         if noise is None:
             x = torch.randn((n, *self.latent_shape), generator=generator or self.generator, device=self.device)
         else:
@@ -538,6 +547,10 @@ class WorldEngine:
                 raise ValueError(f"control vectors must be [{n}, {nb + 3}] (n_buttons + 3), got {list(vec.shape)}")
             if not torch.isfinite(vec).all():
                 raise ValueError("control vectors contain NaN or inf")
+            buttons, scroll = vec[:, 2:-1], vec[:, -1]
+            if not ((buttons == 0) | (buttons == 1)).all() or not ((scroll == 0) | (scroll.abs() == 1)).all():
+                raise ValueError("control vectors hold buttons of 0 or 1 and a scroll sign of -1, 0 or 1 "
+                                 "(columns 2..n_buttons+1 and the last)")
             return vec
         if ctrl is None or isinstance(ctrl, CtrlInput):
             ctrls = [ctrl] * n
@@ -556,6 +569,10 @@ class WorldEngine:
                 "(use append_latent / gen_latent)"
             )
         return self.autoencoder
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _as_float_tensor(value, what: str, device) -> torch.Tensor:

@@ -238,7 +238,10 @@ class WorldBatch:
         folder = self.engine.folder
         path = Path(folder) / START_FRAMES_FILE if folder is not None else None
         if path is not None and path.is_file():
-            return self.check_seed_frames(np.load(path))
+            try:
+                return self.check_seed_frames(np.load(path))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"the checkpoint's {path} is not a set of start frames: {e}") from None
         return np.full((self.frames_per_latent, *self.input_size, 3), DEFAULT_START_GREY, dtype=np.uint8)
 
     # ------------------------------------------------------------------------------------ prompts

@@ -88,10 +88,14 @@ class MacroTable:
         self.keys = np.zeros((len(macros), len(keys)), np.int8)
         self.mouse = np.zeros((len(macros), 2), np.float32)
         for j, m in enumerate(macros):
+            if not isinstance(m, MacroAction):
+                raise TypeError(f"macros must be MacroAction items, got {m!r}")
             missing = [k for k in m.keys if k.upper() not in index]
             if missing:
                 raise ValueError(f"macro {m.name!r} holds keys {missing} that the env does not offer ({list(keys)})")
-            if len(m.mouse) != 2 or not all(-1.0 <= float(v) <= 1.0 for v in m.mouse):
+            mouse = np.asarray(m.mouse)
+            real = np.issubdtype(mouse.dtype, np.number) and not np.iscomplexobj(mouse)
+            if mouse.shape != (2,) or not real or not (np.abs(mouse) <= 1.0).all():
                 raise ValueError(f"macro {m.name!r} mouse must be two numbers in [-1, 1], got {m.mouse!r}")
             self.keys[j, [index[k.upper()] for k in m.keys]] = 1
             self.mouse[j] = m.mouse
