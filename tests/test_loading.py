@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -33,14 +34,43 @@ def edit_weights(folder, edit):
          r"unexpected keys \(1\): transformer.blocks.0.attn.extra"),
         (lambda s: s.__setitem__("patchify.weight", torch.zeros(128, 4, 1, 1)),
          r"mis-shaped keys \(1\): patchify.weight: file \(128, 4, 1, 1\) vs model \(128, 4, 2, 2\)"),
+        (lambda s: s.__setitem__("transformer.blocks.1.cond_head.cond_proj.0.weight",
+                                 torch.full_like(s["transformer.blocks.0.cond_head.cond_proj.0.weight"], 7.0)),
+         r"copies of one shared tensor that differ \(1\): transformer.blocks.0.cond_head.cond_proj.0.weight / "
+         r"transformer.blocks.1.cond_head.cond_proj.0.weight"),
     ],
-    ids=["missing", "unexpected", "misshaped"],
+    ids=["missing", "unexpected", "misshaped", "tied copies differ"],
 )
 def test_strict_loading_lists_bad_keys(parity_dir, tmp_path, edit, match):
     folder = writable_copy(parity_dir, tmp_path / "ckpt")
     edit_weights(folder, edit)
     with pytest.raises(ValueError, match=match):
         WorldEngine(folder)
+
+
+def test_shards_that_overlap_or_an_index_that_lists_too_much_are_refused(parity_dir, tmp_path):
+    folder = writable_copy(parity_dir, tmp_path / "ckpt")
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    names = sorted(state)
+    halves = {"model-00001-of-00002.safetensors": names[:41], "model-00002-of-00002.safetensors": names[40:]}
+    for shard, keys in halves.items():
+        save_file({k: state[k] for k in keys}, folder / shard)
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}}))
+    with pytest.raises(ValueError, match="has no weight_map"):
+        WorldEngine(folder)
+    weight_map = {k: shard for shard, keys in halves.items() for k in keys}
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(ValueError, match=rf"tensors \['{names[40]}'\] are in more than one shard"):
+        WorldEngine(folder)
+    save_file({k: state[k] for k in names[41:]}, folder / "model-00002-of-00002.safetensors")
+    ghost = {"transformer.ghost": "model-00001-of-00002.safetensors"}
+    index.write_text(json.dumps({"weight_map": {**weight_map, **ghost}}))
+    with pytest.raises(ValueError, match=r"lists tensors no shard holds: \['transformer.ghost'\]"):
+        WorldEngine(folder)
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    assert WorldEngine(folder).config.d_model == 128  # the same shards, listed as they are, load
 
 
 def test_missing_files(parity_dir, tmp_path):

@@ -83,11 +83,21 @@ def load_model_weights(folder: Path, device="cpu") -> dict[str, torch.Tensor]:
     if not (folder / SHARD_INDEX).is_file():
         raise FileNotFoundError(f"{folder} lacks model.safetensors (or {SHARD_INDEX} with its shards)")
     with open(folder / SHARD_INDEX) as f:
-        shards = sorted(set(json.load(f)["weight_map"].values()))
+        weight_map = json.load(f).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"{folder / SHARD_INDEX} has no weight_map (tensor name -> shard file)")
+    shards = sorted(set(weight_map.values()))
     require_files(folder, shards)
     state: dict[str, torch.Tensor] = {}
     for shard in shards:
-        state.update(load_file(folder / shard, device=str(device)))
+        part = load_file(folder / shard, device=str(device))
+        twice = sorted(set(part) & set(state))
+        if twice:
+            raise ValueError(f"{folder}: tensors {twice[:5]} are in more than one shard ({shard} among them)")
+        state.update(part)
+    unlisted = sorted(set(weight_map) - set(state))
+    if unlisted:
+        raise ValueError(f"{SHARD_INDEX} lists tensors no shard holds: {unlisted[:5]}")
     return state
 
 
@@ -107,9 +117,16 @@ def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], what: st
         for k in set(own) & set(state_dict)
         if own[k].shape != state_dict[k].shape
     )
-    if missing or unexpected or misshaped:
+    tied: dict[int, list[str]] = {}  # one module shared by several blocks has a key per block
+    for k, v in own.items():
+        tied.setdefault(v.data_ptr(), []).append(k)
+    disagree = sorted(keys[0] + " / " + k for keys in tied.values() if len(keys) > 1 for k in keys[1:]
+                      if k in state_dict and keys[0] in state_dict and own[k].shape == state_dict[k].shape
+                      and not torch.equal(state_dict[k], state_dict[keys[0]]))
+    if missing or unexpected or misshaped or disagree:
         parts = []
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", misshaped)):
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", misshaped),
+                            ("copies of one shared tensor that differ", disagree)):
             if keys:
                 parts.append(f"{label} ({len(keys)}): " + ", ".join(keys))
         raise ValueError(f"{what} does not match the model: " + "; ".join(parts))
