@@ -75,6 +75,16 @@ def test_same_seed_same_data_and_resume(small, tmp_path):
     assert not np.array_equal(read(other)["frames"], d["frames"])
 
 
+def test_worker_processes_record_the_same_collection(small, tmp_path):
+    out, meta, d = small
+    parallel = collect_arena(tmp_path / "parallel", **SMALL, workers=2)
+    for name, array in read(tmp_path / "parallel").items():
+        np.testing.assert_array_equal(array, d[name], err_msg=name)
+    assert {k: v for k, v in parallel.items() if k != "seconds"} == {k: v for k, v in meta.items() if k != "seconds"}
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        collect_arena(tmp_path / "none", **SMALL, workers=0)
+
+
 def test_seekers_collect_orbs(tmp_path):
     meta = collect_arena(tmp_path / "seek", n_segments=16, segment_len=48, n_envs=16, seek_prob=1.0, progress=False)
     d = read(tmp_path / "seek")

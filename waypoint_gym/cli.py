@@ -40,7 +40,7 @@ def train_collect(args: argparse.Namespace) -> None:
 
     policy = {name: getattr(args, name) for name in POLICY_SETTINGS if getattr(args, name) is not None}
     meta = collect_arena(args.out, args.segments, segment_len=args.segment_len, n_envs=args.envs, seed=args.seed,
-                         seek_prob=args.seek_prob, policy=policy, captions=args.prompt)
+                         seek_prob=args.seek_prob, policy=policy, captions=args.prompt, workers=args.workers)
     print(json.dumps({k: v for k, v in meta.items() if k not in ("captions", "captions_used")}, indent=2))
 
 
@@ -223,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segments", type=int, default=6000, help="segments to record")
     p.add_argument("--segment-len", type=int, default=48, help="frames per segment")
     p.add_argument("--envs", type=int, default=32, help="arena envs played at once")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes recording chunks at once (the same collection, sooner on many cores)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--seek-prob", type=float, default=0.4, help="share of segments that seek orbs")
     p.add_argument("--prompt", action="append", default=None,

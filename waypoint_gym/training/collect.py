@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -246,16 +247,32 @@ def _summary(out_dir: Path) -> dict[str, Any]:
     }
 
 
+Record = Callable[[np.ndarray, list[str], "ExplorationPolicy"], dict[str, np.ndarray]]
+# What a forked worker records with (its copy of the parent's), as a closure cannot be pickled to it.
+_worker_job: Callable[[int], int] | None = None
+
+
+def _run_worker_job(c: int) -> int:
+    return _worker_job(c)
+
+
 def _collect(
-    record: Callable[[np.ndarray, list[str], ExplorationPolicy], dict[str, np.ndarray]],
+    record: Record,
     out_dir: str | os.PathLike,
     settings: dict[str, Any],
     captions: list[str],
     batch: int,
     policy_kwargs: dict[str, Any],
     progress: bool,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """The chunk loop shared by every source: `record(seeds, prompts, policy)` plays `batch` segments."""
+    """The chunk loop shared by every source: `record(seeds, prompts, policy)` plays `batch` segments.
+
+    With `workers` > 1 the missing chunks are recorded by that many forked processes; as a chunk depends only
+    on (seed, chunk index), the collection is the same."""
+    global _worker_job
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path = out_dir / "meta.json"
@@ -267,30 +284,29 @@ def _collect(
                              "use another out_dir")
     meta_path.write_text(json.dumps({**settings, "complete": False}, indent=1))
 
-    n_segments, chunk_segments, seed = settings["n_segments"], settings["chunk_segments"], settings["seed"]
+    n_segments, chunk_segments = settings["n_segments"], settings["chunk_segments"]
     started = time.perf_counter()
     bar = tqdm(total=n_segments, unit="seg", desc=f"collect {out_dir.name}", disable=not progress)
-    for c in range(math.ceil(n_segments / chunk_segments)):
-        first = c * chunk_segments
-        count = min(chunk_segments, n_segments - first)
-        path = out_dir / f"chunk_{c:05d}.npz"
-        if path.exists():
-            bar.update(count)
-            continue
-        rng = np.random.default_rng([seed, c])
-        policy = ExplorationPolicy(batch, settings["keys"], rng, **policy_kwargs)
-        parts = []
-        for start in range(0, count, batch):
-            index = first + start + np.arange(batch)
-            seeds = seed * SEED_STRIDE + index
-            prompts = [captions[i] for i in rng.integers(len(captions), size=batch)]
-            segments = record(seeds, prompts, policy)
-            used = min(batch, count - start)
-            segments["prompt"] = np.array(prompts)
-            segments["seed"] = seeds.astype(np.int64)
-            parts.append({name: array[:used] for name, array in segments.items()})
-            bar.update(used)
-        _save_chunk(path, {name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
+    chunks = range(math.ceil(n_segments / chunk_segments))
+    size = {c: min(chunk_segments, n_segments - c * chunk_segments) for c in chunks}
+    missing = [c for c in chunks if not (out_dir / f"chunk_{c:05d}.npz").exists()]
+    bar.update(sum(size[c] for c in chunks if c not in missing))
+
+    def job(c: int) -> int:
+        _record_chunk(record, out_dir / f"chunk_{c:05d}.npz", c, size[c], settings, captions, batch, policy_kwargs)
+        return size[c]
+
+    if workers > 1 and len(missing) > 1:
+        _worker_job = job
+        try:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(missing))) as pool:
+                for count in pool.imap_unordered(_run_worker_job, missing):
+                    bar.update(count)
+        finally:
+            _worker_job = None
+    else:
+        for c in missing:
+            bar.update(job(c))
     bar.close()
 
     meta = {**settings, **_summary(out_dir), "complete": True,
@@ -299,6 +315,25 @@ def _collect(
     log.info("collected %d segments (%d frames, %d reward events) in %s", meta["n_segments"], meta["n_frames"],
              meta["reward_events"], out_dir)
     return meta
+
+
+def _record_chunk(record: Record, path: Path, c: int, count: int, settings: dict[str, Any], captions: list[str],
+                  batch: int, policy_kwargs: dict[str, Any]) -> None:
+    """Chunk c: `count` segments from segment c * chunk_segments on, from a generator of (seed, c) alone."""
+    seed, first = settings["seed"], c * settings["chunk_segments"]
+    rng = np.random.default_rng([seed, c])
+    policy = ExplorationPolicy(batch, settings["keys"], rng, **policy_kwargs)
+    parts = []
+    for start in range(0, count, batch):
+        index = first + start + np.arange(batch)
+        seeds = seed * SEED_STRIDE + index
+        prompts = [captions[i] for i in rng.integers(len(captions), size=batch)]
+        segments = record(seeds, prompts, policy)
+        used = min(batch, count - start)
+        segments["prompt"] = np.array(prompts)
+        segments["seed"] = seeds.astype(np.int64)
+        parts.append({name: array[:used] for name, array in segments.items()})
+    _save_chunk(path, {name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
 
 
 def collect_arena(
@@ -316,8 +351,10 @@ def collect_arena(
     seek_prob: float = 0.4,
     policy: Mapping[str, float] | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Record `n_segments` segments of the arena, `n_envs` worlds at a time; returns meta.json's content.
+    """Record `n_segments` segments of the arena, `n_envs` worlds at a time (in each of `workers` processes);
+    returns meta.json's content.
 
     Every segment starts from a fresh world: seed `seed * SEED_STRIDE + i` and a caption drawn uniformly from
     `captions` (default: every caption of the grammar). `policy` overrides `ExplorationPolicy`'s other
@@ -348,7 +385,8 @@ def collect_arena(
         raise ValueError(f"unknown policy settings {unknown}; expected {', '.join(POLICY_SETTINGS)}")
     if policy:  # only then, so collections made before the option still resume
         settings["policy"] = policy
-    return _collect(record, out_dir, settings, captions, n_envs, {"seek_prob": seek_prob, **policy}, progress)
+    return _collect(record, out_dir, settings, captions, n_envs, {"seek_prob": seek_prob, **policy}, progress,
+                    workers)
 
 
 def collect_env(
