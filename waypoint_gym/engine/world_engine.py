@@ -493,7 +493,7 @@ class WorldEngine:
         B = self.batch_size
         if env_ids is None:
             return None, B, B == 1
-        single = isinstance(env_ids, (int, np.integer)) and not isinstance(env_ids, bool)
+        single = _is_int(env_ids)
         ids = np.atleast_1d(np.asarray(env_ids.cpu() if torch.is_tensor(env_ids) else env_ids))
         if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"env_ids must be an int or a non-empty sequence of ints, got {env_ids!r}")
