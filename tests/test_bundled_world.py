@@ -15,7 +15,7 @@ ASSET = Path(waypoint_gym.__file__).parent / "assets" / "default_world"
 
 def test_bundle_is_small_and_complete():
     files = [p for p in ASSET.rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) < 25 * 2**20
+    assert sum(p.stat().st_size for p in files) < 100 * 2**20  # the cap on the bundle (issue 30)
     names = {p.relative_to(ASSET).parts[0] for p in files}
     assert names >= {"config.yaml", "model.safetensors", "autoencoder", "prompt_encoder", "reward_head",
                      "start_frames.npy"}

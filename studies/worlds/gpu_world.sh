@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared run for a lent GPU machine (issue 30): record arena play on every core, encode it on the GPU,
-# train the world in training (studies/worlds/d320_wip) on, for a fixed time, and write the exported world
+# train the bundled world on with teacher forcing, for a fixed time, and write the exported world
 # under $OUT in parts small enough to come back. Evaluate it afterwards here, on the CPU:
 #   cat $FILES_AT/world.tar.part* | tar -x -C runs/ && waypoint-gym evaluate-world runs/gpu_world --out runs/eval_gpu
 #
@@ -18,8 +18,8 @@ SEGMENTS=${SEGMENTS:-12000}       # 48-frame segments to record (the CPU runs us
 WORKERS=${WORKERS:-16}            # processes recording chunks
 TRAIN_SECONDS=${TRAIN_SECONDS:-330}
 BATCH=${BATCH:-64}                # clips a step (the CPU runs used 12)
-LR=${LR:-4e-4}
-INIT=${INIT:-studies/worlds/d320_wip}
+LR=${LR:-2e-4}                    # the CPU fine-tune used 1.5e-4 with 12-clip batches
+INIT=${INIT:-waypoint_gym/assets/default_world}
 WORK=${WORK:-/tmp/gpu_world}
 AE=waypoint_gym/assets/default_world/autoencoder
 
@@ -46,7 +46,7 @@ cli train encode --data "$WORK/data" --autoencoder "$AE" --out "$WORK/latents.np
 # speed fits in TRAIN_SECONDS, so it ends with its learning rate decayed.
 train() {
   cli train world-model --data "$WORK/data" --latents "$WORK/latents.npy" --config "$INIT/config.yaml" \
-      --init "$INIT" --loss x0 --clean-context-prob 0.9 --batch-size "$BATCH" --clip-frames 8 --lr "$LR" \
+      --init "$INIT" --loss x0 --teacher-forcing --batch-size "$BATCH" --clip-frames 8 --lr "$LR" \
       --device "$DEVICE" --autoencoder "$AE" --reward-head "$INIT/reward_head" \
       --default-prompt "a mossy stone dungeon" "$@"
 }
