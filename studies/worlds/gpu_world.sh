@@ -9,8 +9,9 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
 #       gymnasium==1.4.0 farama-notifications==0.0.4
 # then run it with the device tool: command `bash studies/worlds/gpu_world.sh`, carry [".whl"], timeout 600.
-# On a CPU, for a check of the whole path in a minute:
-#   OUT=/tmp/gpu_out DEVICE=cpu SEGMENTS=64 WORKERS=2 TRAIN_SECONDS=20 BATCH=4 bash studies/worlds/gpu_world.sh
+# On a CPU, for a check of the whole path:
+#   PATH=$PWD/.venv/bin:$PATH OUT=/tmp/gpu_out DEVICE=cpu SEGMENTS=64 WORKERS=2 TRAIN_SECONDS=20 BATCH=4 \
+#       bash studies/worlds/gpu_world.sh   (2 min; the script calls python3, which must have torch)
 set -euo pipefail
 OUT=${OUT:?set OUT to the folder to write}
 DEVICE=${DEVICE:-cuda}
