@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,8 +54,9 @@ def test_fewer_denoising_steps(parity_dir, parity_rollout):
     assert eng.sigmas == [1.0, 0.73, 0.0]
     z = eng.gen_latent(noise=parity_rollout["noise"][0])
     assert z.shape == parity_rollout["noise"][0].shape and torch.isfinite(z).all()
-    with pytest.raises(ValueError, match=r"n_denoise_steps must be an integer in \[1, 4\]"):
-        WorldEngine(parity_dir, n_denoise_steps=5)
+    for steps in (5, 4.0, np.True_):  # 4.0 is the full schedule's count, but not an integer
+        with pytest.raises(ValueError, match=r"n_denoise_steps must be an integer in \[1, 4\]"):
+            WorldEngine(parity_dir, n_denoise_steps=steps)
 
 
 def test_compile_settings_resolve_per_device():

@@ -189,7 +189,7 @@ def test_world_batch_steps_rows_in_any_order_and_refuses_bad_rows(ckpt):
     np.testing.assert_array_equal(worlds[0].obs, worlds[1].obs)  # each row its own action, noise and history
     world = worlds[0]
     rngs = [np.random.default_rng(0) for _ in range(2)]
-    for rows in ([0, 0], [5], [-1, 0]):
+    for rows in ([0, 0], [5], [-1, 0], [True, 0]):  # True is not row 1
         with pytest.raises(ValueError, match=r"rows must be distinct env indices in \[0, 2\)"):
             world.step(rows, keys[:len(rows)], mouse[:len(rows)], rngs[:len(rows)])
     with pytest.raises(ValueError, match=r"2 rows take keys \[2, 6\], mouse \[2, 2\] and 2 generators"):

@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from waypoint_gym.checks import is_int
 from waypoint_gym.engine.controls import check_actions
 from waypoint_gym.envs.registration import ENTRY_POINT
 from waypoint_gym.envs.seeding import per_env_seeds
@@ -266,12 +267,12 @@ class RayVectorEnv(VectorEnv):
         **env_kwargs: Any,
     ):
         for name, value in (("num_envs", num_envs), ("num_workers", num_workers)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if num_workers > num_envs:
             raise ValueError(f"num_workers ({num_workers}) must not exceed num_envs ({num_envs}): a worker holds "
                              "at least one env")
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, (int, np.integer)) or max_restarts < 0:
+        if not is_int(max_restarts) or max_restarts < 0:
             raise ValueError(f"max_restarts must be an int >= 0, got {max_restarts!r}")
         if env_kwargs.get("render_mode") == "human":
             raise ValueError("render_mode='human' cannot show envs that run in Ray actors: use 'rgb_array' and "

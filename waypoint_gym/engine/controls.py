@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from waypoint_gym.checks import is_int
+
 from .config import WaypointConfig
 from .keycodes import DEFAULT_KEYS, keycode
 
@@ -123,7 +125,7 @@ def ctrl_input_vectors(ctrls: Sequence[CtrlInput | None], n_buttons: int) -> np.
             raise TypeError(f"controls must be CtrlInput, got {type(c).__name__}")
         buttons = list(c.button)
         bad = [b for b in buttons
-               if not isinstance(b, (int, np.integer)) or isinstance(b, bool) or not 0 <= b < n_buttons]
+               if not is_int(b) or not 0 <= b < n_buttons]
         if bad:
             raise ValueError(f"keycodes {bad} outside [0, {n_buttons}) (n_buttons of this model)")
         mouse = np.asarray(c.mouse, dtype=np.float64)

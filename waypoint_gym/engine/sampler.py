@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from waypoint_gym.checks import is_int
+
 
 def sub_schedule(sigmas: list[float], n_steps: int | None) -> list[float]:
     """`n_steps` denoising steps chosen from a checkpoint's schedule (evenly spaced indices, ends kept).
@@ -15,9 +17,9 @@ def sub_schedule(sigmas: list[float], n_steps: int | None) -> list[float]:
     at indices round(linspace(0, N, k + 1)), so 1 step jumps from 1.0 straight to 0.0.
     """
     n_full = len(sigmas) - 1
-    if n_steps is None or (n_steps == n_full and not isinstance(n_steps, bool)):
+    if n_steps is None:
         return list(sigmas)
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or not 1 <= n_steps <= n_full:
+    if not is_int(n_steps) or not 1 <= n_steps <= n_full:
         raise ValueError(f"n_denoise_steps must be an integer in [1, {n_full}] for this checkpoint, got {n_steps!r}")
     idx = np.round(np.linspace(0, n_full, n_steps + 1)).astype(int)
     return [sigmas[i] for i in idx]

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from waypoint_gym.checks import is_int
+
 from .config import WaypointConfig, preset_config
 from .controls import CtrlInput, ctrl_input_vectors
 from .kv_cache import KVCache
@@ -140,11 +142,11 @@ class WorldEngine:
         seed: int | None = None,
         prompt_guidance: float | None = None,
     ):
-        if not _is_int(batch_size) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(dtype, torch.dtype):
             raise TypeError(f"dtype must be a torch.dtype such as torch.float32, got {dtype!r}")
-        if seed is not None and not _is_int(seed):
+        if seed is not None and not is_int(seed):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.device = torch.device(device)
         self.dtype = dtype
@@ -493,7 +495,7 @@ class WorldEngine:
         B = self.batch_size
         if env_ids is None:
             return None, B, B == 1
-        single = _is_int(env_ids)
+        single = is_int(env_ids)
         ids = np.atleast_1d(np.asarray(env_ids.cpu() if torch.is_tensor(env_ids) else env_ids))
         if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"env_ids must be an int or a non-empty sequence of ints, got {env_ids!r}")
@@ -569,10 +571,6 @@ class WorldEngine:
                 "(use append_latent / gen_latent)"
             )
         return self.autoencoder
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _as_float_tensor(value, what: str, device) -> torch.Tensor:

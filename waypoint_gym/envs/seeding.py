@@ -6,22 +6,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from waypoint_gym.checks import is_int
+
 
 def per_env_seeds(seed: int | Sequence[int | None] | None, n: int) -> list[int | None]:
     """The seed of each of `n` envs, as a vector env's reset takes it: an int gives env i `seed + i`, a list one
     each, None none."""
-    if seed is None or _is_int(seed):
+    if seed is None or is_int(seed):
         return [None if seed is None else _checked(seed) + i for i in range(n)]
     if isinstance(seed, (Sequence, np.ndarray)) and not isinstance(seed, str) and len(seed) == n:
         return [None if s is None else _checked(s) for s in seed]
     raise ValueError(f"seed must be None, an int, or a list of {n} seeds (one per env), got {seed!r}")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _checked(seed) -> int:
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"a seed must be a non-negative int or None, got {seed!r}")
     return int(seed)

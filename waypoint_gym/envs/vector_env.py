@@ -17,6 +17,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from waypoint_gym.checks import is_int
 from waypoint_gym.display import require_display
 
 from .rewards import RewardFn
@@ -89,7 +90,7 @@ class WaypointVectorEnv(VectorEnv):
         if start_fn is not None and not callable(start_fn):
             raise TypeError(f"start_fn must be a callable np_random -> dict, got {type(start_fn).__name__}")
         self.start_fn = start_fn
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        if not is_int(num_envs) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")

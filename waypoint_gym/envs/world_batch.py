@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from waypoint_gym.checks import is_int
 from waypoint_gym.engine import WorldEngine
 from waypoint_gym.engine.controls import KeyMap
 from waypoint_gym.engine.reward_head import RewardHead, checkpoint_reward_head
@@ -61,8 +62,8 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
 def _pair(size: Any, name: str) -> tuple[int, int] | None:
     if size is None:
         return None
-    pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size) if isinstance(size, Sequence) else ()
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in pair):
+    pair = (size, size) if is_int(size) else tuple(size) if isinstance(size, Sequence) else ()
+    if len(pair) != 2 or not all(is_int(v) and v > 0 for v in pair):
         raise ValueError(f"{name} must be a positive int or (height, width), got {size!r}")
     return int(pair[0]), int(pair[1])
 
@@ -70,7 +71,7 @@ def _pair(size: Any, name: str) -> tuple[int, int] | None:
 def check_max_episode_steps(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"max_episode_steps must be a positive int or None, got {value!r}")
     return int(value)
 
@@ -115,7 +116,7 @@ class WorldBatch:
         obs_hw = _pair(obs_size, "obs_size")
         # Video frames per step: 4 where one latent frame is 4 video frames (Waypoint-1.5), else 1.
         self.frames_per_latent = k = engine.frames_per_latent
-        if frames_per_step not in (1, k) or isinstance(frames_per_step, bool):
+        if not is_int(frames_per_step) or frames_per_step not in (1, k):
             raise ValueError(f"frames_per_step must be 1 (the step's last frame) or {k} (all its frames) for this "
                              f"world, got {frames_per_step!r}")
         self.frames_per_step = int(frames_per_step)
@@ -372,7 +373,7 @@ class WorldBatch:
         """One env step of `rows` under checked keys [n, K] and mouse [n, 2], noise from each row's generator;
         updates the rows' frames, observations, latents and steps."""
         B, n, K = self.engine.batch_size, len(rows), len(self.keys)
-        if len(set(rows)) != n or not all(isinstance(r, (int, np.integer)) and 0 <= r < B for r in rows):
+        if not all(is_int(r) and 0 <= r < B for r in rows) or len(set(rows)) != n:
             raise ValueError(f"rows must be distinct env indices in [0, {B}), got {rows}")
         if np.shape(pressed) != (n, K) or np.shape(mouse) != (n, 2) or len(rngs) != n:
             raise ValueError(f"{n} rows take keys [{n}, {K}], mouse [{n}, 2] and {n} generators, got keys "
