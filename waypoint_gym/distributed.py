@@ -382,7 +382,7 @@ class RayVectorEnv(VectorEnv):
             raise ValueError(f"options['reset_mask'] must be a bool array of shape ({n},) with a True, got {mask!r}")
         if self._obs is None and mask is not None and not mask.all():
             raise RuntimeError("call reset() on all envs before a partial reset (options['reset_mask'])")
-        if isinstance(seed, (int, np.integer)):
+        if is_int(seed):
             super().reset(seed=int(seed))  # seeds self.np_random, which draws the seeds of restarted envs
 
         calls: dict[int, tuple[list[int | None], dict[str, Any] | None]] = {}

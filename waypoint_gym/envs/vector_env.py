@@ -169,7 +169,7 @@ class WaypointVectorEnv(VectorEnv):
         for i in rows:
             if seeds[i] is not None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])
-        if isinstance(seed, (int, np.integer)):
+        if is_int(seed):
             super().reset(seed=int(seed))
         t0 = perf_counter()
         starts = [self._episode_start(i, prompts[i], frames[i]) for i in rows]
