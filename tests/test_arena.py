@@ -216,6 +216,42 @@ def test_batch_int_seed_and_partial_reset():
     assert not np.array_equal(batch._walls[0], walls[0])
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"num_envs": True}, ValueError, "num_envs must be a positive int, got True"),
+        ({"size": np.True_}, ValueError, "size must be an int between 16 and 512"),
+        ({"max_episode_steps": True}, ValueError, "max_episode_steps must be a positive int"),
+        ({"map_size": 15.0}, ValueError, "map_size must be an odd int"),
+        ({"num_orbs": True}, ValueError, "num_orbs must be an int between 1"),
+    ],
+)
+def test_batch_constructor_refuses_bools_and_floats(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        ArenaBatch(**{"num_envs": 2, **kwargs})
+
+
+def test_batch_reset_checks_every_seed_and_prompt_before_any_world_changes():
+    batch = ArenaBatch(2)
+    batch.reset(seed=20)
+    walls, prompts = batch._walls.copy(), list(batch.prompts)
+    bad = [
+        (dict(seed=True), TypeError, "seed must be an int, a sequence of ints or None, got True"),
+        (dict(seed="7"), TypeError, "seed must be an int, a sequence of ints or None"),
+        (dict(seed=[5, -1]), ValueError, "a world's seed must be a non-negative int or None, got -1"),
+        (dict(seed=[5, True]), ValueError, "a world's seed must be a non-negative int or None, got True"),
+        (dict(seed=[5, 6], prompt=["a snowy ice cave", 3]), TypeError, "caption must be a str, got int"),
+        (dict(seed=5, env_indices=[True]), IndexError, "env index True out of range"),
+    ]
+    for kwargs, error, message in bad:
+        with pytest.raises(error, match=message):
+            batch.reset(**kwargs)
+        np.testing.assert_array_equal(batch._walls, walls)  # the first world was not redrawn
+        assert list(batch.prompts) == prompts
+    batch.reset(seed=[np.int64(30), None], env_indices=[np.int64(0), 1])  # numpy ints are ints
+    assert not np.array_equal(batch._walls[0], walls[0])
+
+
 def test_other_keys_are_accepted_and_ignored():
     env = ArenaEnv(keys=("w", "E", "space"))
     env.reset(seed=0)

@@ -132,6 +132,8 @@ BAD_INPUT = [
      r"env_ids \[0\] select 1 environments, got 2"),
     ("all envs", lambda ae: ae.encode(np.zeros((2, 4, 64, 128, 3), np.uint8)), ValueError,
      "expected frames of all 1 environments, got 2"),
+    ("bool batch size", lambda ae: ae.set_batch_size(True), ValueError,
+     "batch_size must be a positive integer, got True"),
 ]
 
 

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from waypoint_gym.checks import is_int
+
 from .loading import load_strict, resolve_uri
 
 log = logging.getLogger(__name__)
@@ -182,7 +184,7 @@ class TAEHV(nn.Module):
 
     def set_batch_size(self, batch_size: int) -> None:
         """Keep `batch_size` independent streams (all reset)."""
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
         self._enc_memory: list[torch.Tensor] | None = None  # per MemBlock [B, C, H, W], allocated on first use

@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
+from waypoint_gym.checks import is_int
 from waypoint_gym.display import require_display, usable_render_modes
 from waypoint_gym.engine.controls import check_actions
 from waypoint_gym.engine.keycodes import DEFAULT_KEYS, keycode
@@ -74,9 +75,9 @@ class ArenaBatch:
         num_orbs: int = 6,
         map_size: int = 15,
     ):
-        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        if not is_int(num_envs) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
-        if not isinstance(size, (int, np.integer)) or not 16 <= size <= 512:
+        if not is_int(size) or not 16 <= size <= 512:
             raise ValueError(f"size must be an int between 16 and 512, got {size!r}")
         if isinstance(keys, str) or len(keys) == 0:
             raise ValueError(f"keys must be a non-empty sequence of key names, got {keys!r}")
@@ -85,12 +86,12 @@ class ArenaBatch:
         self.keys = tuple(name.upper() for name in keys)
         if len(set(self.keys)) != len(self.keys):
             raise ValueError(f"keys must not repeat, got {keys!r}")
-        if not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1:
+        if not is_int(max_episode_steps) or max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
-        if not isinstance(map_size, (int, np.integer)) or map_size % 2 == 0 or not 7 <= map_size <= 63:
+        if not is_int(map_size) or map_size % 2 == 0 or not 7 <= map_size <= 63:
             raise ValueError(f"map_size must be an odd int between 7 and 63, got {map_size!r}")
         most_orbs = max_orbs(size)  # as many as the score pips fit
-        if not isinstance(num_orbs, (int, np.integer)) or not 1 <= num_orbs <= most_orbs:
+        if not is_int(num_orbs) or not 1 <= num_orbs <= most_orbs:
             raise ValueError(
                 f"num_orbs must be an int between 1 and {most_orbs} at size {size}, got {num_orbs!r}")
         parse_caption(prompt)  # raises TypeError for a non-str prompt
@@ -142,22 +143,31 @@ class ArenaBatch:
         An int `seed` seeds world i with `seed + i`; a sequence gives one seed per chosen world. `prompt` is
         one caption for all chosen worlds or one per world; None keeps the constructor's prompt.
         """
-        indices = list(range(self.num_envs)) if env_indices is None else [int(i) for i in env_indices]
+        indices = list(range(self.num_envs)) if env_indices is None else list(env_indices)
         for index in indices:
-            if not 0 <= index < self.num_envs:
-                raise IndexError(f"env index {index} out of range for {self.num_envs} worlds")
-        if seed is None or isinstance(seed, (int, np.integer)):
+            if not is_int(index) or not 0 <= index < self.num_envs:
+                raise IndexError(f"env index {index!r} out of range for {self.num_envs} worlds")
+        indices = [int(i) for i in indices]
+        if seed is None or is_int(seed):
             seeds = [None if seed is None else int(seed) + i for i in indices]
+        elif isinstance(seed, (str, bytes, bool, np.bool_)) or not hasattr(seed, "__len__"):
+            raise TypeError(f"seed must be an int, a sequence of ints or None, got {seed!r}")
         else:
             seeds = list(seed)
             if len(seeds) != len(indices):
                 raise ValueError(f"got {len(seeds)} seeds for {len(indices)} worlds")
+        for world_seed in seeds:  # all checked before any world changes
+            if world_seed is not None and (not is_int(world_seed) or world_seed < 0):
+                raise ValueError(f"a world's seed must be a non-negative int or None, got {world_seed!r}")
+        seeds = [None if world_seed is None else int(world_seed) for world_seed in seeds]
         if prompt is None or isinstance(prompt, str):
             prompts = [self.prompt if prompt is None else prompt] * len(indices)
         else:
             prompts = list(prompt)
             if len(prompts) != len(indices):
                 raise ValueError(f"got {len(prompts)} prompts for {len(indices)} worlds")
+        for world_prompt in prompts:
+            parse_caption(world_prompt)  # raises TypeError for a non-str prompt, before any world changes
         for index, world_seed, world_prompt in zip(indices, seeds, prompts):
             rng, _ = seeding.np_random(world_seed)
             self.reset_world(index, rng, world_prompt)
