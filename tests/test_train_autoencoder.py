@@ -10,6 +10,12 @@ import pytest
 import torch
 
 from waypoint_gym.engine.autoencoder import Autoencoder
+from waypoint_gym.training.adversarial import (
+    PatchDiscriminator,
+    balanced_weight,
+    discriminator_loss,
+    generator_loss,
+)
 from waypoint_gym.training.autoencoder import STATE_FILE, cosine_lr, train_autoencoder
 from waypoint_gym.training.collect import collect_arena
 
@@ -91,3 +97,50 @@ def test_cosine_lr():
     assert cosine_lr(0, 100, 1.0, 10) == pytest.approx(0.1)
     assert cosine_lr(10, 100, 1.0, 10) == pytest.approx(1.0)
     assert cosine_lr(100, 100, 1.0, 10) == pytest.approx(0.1)
+
+
+def test_adversarial_fine_tune_of_a_decoder_resumes_exactly(trained, data_dir, tmp_path):
+    out, _ = trained
+    source = Autoencoder.from_pretrained(out / "autoencoder")
+    tune = {**TINY, "eval_frames": 4, "encoder": out / "autoencoder", "init_decoder": True, "adversarial_weight": 0.5,
+            "adversarial_start": 2}
+    # lr 0: the decoder is the source's own, so init_decoder really loaded it.
+    train_autoencoder(data_dir, tmp_path / "still", steps=3, **{**tune, "lr": 0.0})
+    still = Autoencoder.from_pretrained(tmp_path / "still" / "autoencoder")
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), still.state_dict().values()))
+
+    first = train_autoencoder(data_dir, tmp_path / "split", steps=6, stop_at=4, **tune)
+    history = first["history"]
+    assert "adversarial" not in history[1] and history[2]["adversarial_scale"] > 0  # on from step 2 (the third)
+    assert all(np.isfinite(h["discriminator"]) for h in history)
+    assert set(torch.load(tmp_path / "split" / STATE_FILE, weights_only=True)) >= {"disc", "disc_opt"}
+    with pytest.raises(ValueError, match="was trained with the adversarial term; resume it the same way"):
+        train_autoencoder(data_dir, tmp_path / "split", steps=6, **{**tune, "adversarial_weight": 0.0})
+    resumed = train_autoencoder(data_dir, tmp_path / "split", steps=6, **tune)
+    train_autoencoder(data_dir, tmp_path / "straight", steps=6, **tune)
+    a = Autoencoder.from_pretrained(tmp_path / "split" / "autoencoder").state_dict()
+    b = Autoencoder.from_pretrained(tmp_path / "straight" / "autoencoder").state_dict()
+    assert resumed["complete"] and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not all(torch.equal(a[k], v) for k, v in source.state_dict().items())  # the decoder did move
+    assert all(torch.equal(a[k], v) for k, v in source.state_dict().items() if k.startswith("encoder."))
+
+
+def test_adversarial_and_init_decoder_refuse_bad_settings(trained, data_dir, tmp_path):
+    out, _ = trained
+    with pytest.raises(ValueError, match="no encoder was given"):
+        train_autoencoder(data_dir, tmp_path / "a", steps=1, init_decoder=True, **TINY)
+    with pytest.raises(ValueError, match="init_decoder: .*'ch_0': 8.*not the asked.*'ch_0': 4"):
+        train_autoencoder(data_dir, tmp_path / "b", steps=1, encoder=out / "autoencoder", init_decoder=True,
+                          **{**TINY, "ch_0": 4})
+    with pytest.raises(ValueError, match="adversarial_weight and adversarial_start must be >= 0, got -1"):
+        train_autoencoder(data_dir, tmp_path / "c", steps=1, adversarial_weight=-1, **TINY)
+
+
+def test_balanced_weight_and_hinge_losses():
+    w = torch.ones(3, requires_grad=True)
+    a, b = torch.tensor([3.0, 0.0, 4.0]), torch.tensor([0.0, 1.0, 0.0])
+    assert balanced_weight((w * a).sum(), 2 * (w * b).sum(), w).item() == pytest.approx(5 / (2 + 1e-4))
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-3.0, 1.0])
+    assert discriminator_loss(real, fake).item() == pytest.approx(0.5 + 1.0)  # relu(1-real), relu(1+fake) means
+    assert generator_loss(fake).item() == pytest.approx(1.0)
+    assert PatchDiscriminator()(torch.zeros(2, 3, 64, 64)).shape == (2, 1, 14, 14)

@@ -49,8 +49,10 @@ def train_autoencoder(args: argparse.Namespace) -> None:
 
     report = train_autoencoder(args.data, args.out, latent_channels=args.latent_channels, stages=args.stages,
                                ch_0=args.ch_0, ch_max=args.ch_max, blocks_per_stage=args.blocks_per_stage,
-                               encoder=args.encoder, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                               device=args.device, time_limit=args.time_limit)
+                               encoder=args.encoder, init_decoder=args.init_decoder,
+                               adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
+                               steps=args.steps, batch_size=args.batch_size, lr=args.lr, device=args.device,
+                               time_limit=args.time_limit)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
 
 
@@ -247,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks-per-stage", type=int, default=1, help="residual blocks per stage (0: none)")
     p.add_argument("--encoder", default=None,
                    help="an autoencoder folder: train only a new decoder (--ch-0, --ch-max) for its frozen encoder")
+    p.add_argument("--init-decoder", action="store_true",
+                   help="with --encoder: start the decoder from that folder's own (same architecture), a fine-tune")
+    p.add_argument("--adversarial-weight", type=float, default=0.0,
+                   help="weight of a patch discriminator's adversarial term, balanced against the reconstruction "
+                        "at the decoder's last layer (0: none; sharper texture, lower PSNR)")
+    p.add_argument("--adversarial-start", type=int, default=0,
+                   help="step at which the adversarial term starts (the discriminator trains from step 0)")
     p.add_argument("--steps", type=int, default=1500, help="training steps")
     p.add_argument("--batch-size", type=int, default=32, help="batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate")

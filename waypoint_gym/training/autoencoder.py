@@ -3,11 +3,14 @@
 The loss, on images in [-1, 1]:
 
     mse(x_hat, x) + l1_weight * l1(x_hat, x) + latent_weight * mean_c (E[z_c^2] - 1)^2
+        [+ adversarial_weight * balance * hinge generator loss, once step >= adversarial_start]
 
 where x_hat decodes z + latent_noise * eps. The last term pulls the second moment of every latent channel (over
 the batch and positions) to 1, so latents stay at unit scale, the scale the world model's noise assumes. The
 noise keeps the encoder from shrinking information into tiny latents and teaches the decoder to tolerate
-latents that are a little off, as generated ones are.
+latents that are a little off, as generated ones are. The optional adversarial term (`adversarial.py`) makes
+the decoder draw texture a squared error averages away; `balance` scales its gradient at the decoder's last
+layer to the reconstruction's.
 
 Outputs in `out_dir`: `train_state.pt` (for resuming), `autoencoder/` (the four files `Autoencoder` loads),
 `report.json` (losses, held-out PSNR, per-channel latent mean and std) and `ae_samples.png` (held-out frames,
@@ -31,6 +34,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from waypoint_gym.engine.autoencoder import Autoencoder, AutoencoderConfig
+from waypoint_gym.training.adversarial import (
+    PatchDiscriminator,
+    balanced_weight,
+    discriminator_loss,
+    generator_loss,
+)
 from waypoint_gym.training.data import load_chunks
 
 log = logging.getLogger(__name__)
@@ -63,8 +72,8 @@ def to_unit(frames: torch.Tensor) -> torch.Tensor:
 def ae_loss(
     model: Autoencoder, x: torch.Tensor, latent_noise: float, l1_weight: float, latent_weight: float,
     generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The training loss of a batch x [N, 3, H, W] in [-1, 1] -> (loss, its parts as floats)."""
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """The reconstruction loss of a batch x [N, 3, H, W] in [-1, 1] -> (loss, its parts, the decoded batch)."""
     z = model.encoder(x)  # [N, C, h, w]
     noise = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
     y = model.decoder(z + latent_noise * noise)[:, :3].float()  # [N, 3, H, W]
@@ -73,7 +82,7 @@ def ae_loss(
     second_moment = z.float().pow(2).mean(dim=(0, 2, 3))  # [C]
     reg = (second_moment - 1).pow(2).mean()
     loss = mse + l1_weight * l1 + latent_weight * reg
-    return loss, {"loss": loss.item(), "mse": mse.item(), "l1": l1.item(), "latent_reg": reg.item()}
+    return loss, {"loss": loss.item(), "mse": mse.item(), "l1": l1.item(), "latent_reg": reg.item()}, y
 
 
 def cosine_lr(step: int, steps: int, lr: float, warmup: int, final_fraction: float = 0.1) -> float:
@@ -134,6 +143,9 @@ def train_autoencoder(
     ch_max: int = 128,
     blocks_per_stage: int = 1,
     encoder: str | os.PathLike | None = None,
+    init_decoder: bool = False,
+    adversarial_weight: float = 0.0,
+    adversarial_start: int = 0,
     steps: int = 20_000,
     batch_size: int = 64,
     lr: float = 3e-4,
@@ -158,9 +170,11 @@ def train_autoencoder(
     Resumes from `out_dir/train_state.pt` when `resume` and it exists (the architecture must match; `steps`
     may grow). With `encoder` (an autoencoder folder) only a new decoder of the given `ch_0`, `ch_max` and
     `blocks_per_stage` is trained, for that autoencoder's frozen encoder, whose latent shape it keeps: a cheaper
-    decoder for latents a world model was already trained on. `stop_at` (a step) and `time_limit` (seconds)
-    end this call early, with the state saved, so a long run can be split over sessions; the LR schedule still
-    runs over `steps`. bf16 autocast on CUDA.
+    decoder for latents a world model was already trained on; `init_decoder` starts it from that autoencoder's
+    own decoder, which must have the asked architecture (a fine-tune). `adversarial_weight` > 0 adds the
+    adversarial term from step `adversarial_start` on, with a patch discriminator trained from step 0.
+    `stop_at` (a step) and `time_limit` (seconds) end this call early, with the state saved, so a long run can
+    be split over sessions; the LR schedule still runs over `steps`. bf16 autocast on CUDA.
     Writes `autoencoder/`, `report.json` and `ae_samples.png` at the end of every call.
     """
     out_dir = Path(out_dir)
@@ -174,7 +188,13 @@ def train_autoencoder(
     val_idx = _frame_indices(val_segments, data["length"], segment_len)
     val_idx = val_idx[np.linspace(0, len(val_idx) - 1, min(eval_frames, len(val_idx))).astype(np.int64)]
 
-    frozen = Autoencoder.from_pretrained(encoder, device=device).encoder if encoder is not None else None
+    if init_decoder and encoder is None:
+        raise ValueError("init_decoder starts from the decoder of the `encoder` folder; no encoder was given")
+    if adversarial_weight < 0 or adversarial_start < 0:
+        raise ValueError(f"adversarial_weight and adversarial_start must be >= 0, got {adversarial_weight} "
+                         f"and {adversarial_start}")
+    given = Autoencoder.from_pretrained(encoder, device=device) if encoder is not None else None
+    frozen = given.encoder if given is not None else None
     if frozen is not None:  # the decoder takes the frozen encoder's latents and makes its input size
         latent_channels, stages = frozen.config.latent_channels, len(frozen.config.encoder_blocks_per_stage)
     config = autoencoder_config(latent_channels, stages, ch_0, ch_max, blocks_per_stage, tuple(frames.shape[1:3]))
@@ -182,15 +202,26 @@ def train_autoencoder(
         config.encoder_blocks_per_stage = list(frozen.config.encoder_blocks_per_stage)
     hparams = {"encoder": None if encoder is None else str(encoder), "steps": steps, "batch_size": batch_size,
                "lr": lr, "weight_decay": weight_decay, "warmup": warmup, "l1_weight": l1_weight,
-               "latent_weight": latent_weight, "latent_noise": latent_noise,
+               "latent_weight": latent_weight, "latent_noise": latent_noise, "init_decoder": init_decoder,
+               "adversarial_weight": adversarial_weight, "adversarial_start": adversarial_start,
                "val_fraction": val_fraction, "seed": seed, "data_dir": str(data_dir)}
     torch.manual_seed(seed)
     model = Autoencoder(config if frozen is None else frozen.config, config).to(device)
     if frozen is not None:
         model.encoder.load_state_dict(frozen.state_dict())
         model.encoder.requires_grad_(False)
+    if init_decoder:
+        if given.decoder.config.to_dict() != config.to_dict():
+            raise ValueError(f"init_decoder: {encoder}'s decoder is {given.decoder.config.to_dict()}, not the asked "
+                             f"{config.to_dict()}; give its ch_0, ch_max and blocks_per_stage")
+        model.decoder.load_state_dict(given.decoder.state_dict())
     trained = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trained, lr=lr, weight_decay=weight_decay)
+    disc = disc_opt = None
+    if adversarial_weight > 0:
+        disc = PatchDiscriminator().to(device)
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=0.0)
+    last_layer = model.decoder.conv_out.proj.parametrizations.weight.original1  # the balance is taken here
     rng = np.random.default_rng(seed)
     noise_gen = torch.Generator(device).manual_seed(seed)
     step, seconds, history = 0, 0.0, []
@@ -201,17 +232,25 @@ def train_autoencoder(
         if state["config"] != config.to_dict():
             raise ValueError(f"{state_path} holds another architecture: {state['config']}; "
                              f"use another out_dir or resume=False")
+        if (disc is not None) != ("disc" in state):
+            raise ValueError(f"{state_path} was trained {'with' if 'disc' in state else 'without'} the adversarial "
+                             f"term; resume it the same way, or use another out_dir")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         rng.bit_generator.state = state["rng"]
         noise_gen.set_state(state["noise_gen"].cpu())
         step, seconds, history = state["step"], state["seconds"], state["history"]
+        if disc is not None:
+            disc.load_state_dict(state["disc"])
+            disc_opt.load_state_dict(state["disc_opt"])
         log.info("resuming %s from step %d", state_path, step)
 
     def save_state() -> None:
         state = {"step": step, "config": config.to_dict(), "hparams": hparams, "model": model.state_dict(),
                  "opt": opt.state_dict(), "rng": rng.bit_generator.state, "noise_gen": noise_gen.get_state(),
                  "seconds": seconds, "history": history}
+        if disc is not None:
+            state.update(disc=disc.state_dict(), disc_opt=disc_opt.state_dict())
         torch.save(state, state_path.with_suffix(".tmp"))
         os.replace(state_path.with_suffix(".tmp"), state_path)
 
@@ -227,16 +266,28 @@ def train_autoencoder(
         batch = frames[np.sort(rng.choice(train_idx, batch_size))]  # [B, H, W, 3] uint8
         x = to_unit(torch.from_numpy(batch).to(device))  # [B, 3, H, W]
         with autocast:
-            loss, parts = ae_loss(model, x, latent_noise, l1_weight, latent_weight, noise_gen)
+            loss, parts, decoded = ae_loss(model, x, latent_noise, l1_weight, latent_weight, noise_gen)
+            if disc is not None and step >= adversarial_start:
+                adversarial = generator_loss(disc(decoded))
+                weight = adversarial_weight * balanced_weight(loss, adversarial, last_layer)
+                loss = loss + weight * adversarial
+                parts.update(loss=loss.item(), adversarial=adversarial.item(), adversarial_scale=weight.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
+        if disc is not None:
+            with autocast:
+                d_loss = discriminator_loss(disc(x), disc(decoded.detach()))
+            disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_opt.step()
+            parts["discriminator"] = d_loss.item()
         step += 1
         interval.append(parts)
         bar.update(1)
         if step % log_every == 0 or step == steps:
-            mean = {k: float(np.mean([p[k] for p in interval])) for k in interval[0]}
+            mean = {k: float(np.mean([p[k] for p in interval if k in p])) for k in interval[-1]}
             history.append({"step": step, **mean})
             interval = []
             bar.set_postfix(loss=f"{mean['loss']:.4f}", mse=f"{mean['mse']:.4f}")

@@ -1,0 +1,49 @@
+"""An adversarial term for a decoder: a patch discriminator, hinge losses, and the weight that balances them.
+
+A decoder trained on squared error alone draws the mean of what a latent may hold, so fine texture (brick
+mortar, moss) fades. A discriminator that judges 64x64 frames patch by patch (each output scores a patch of
+26x26 pixels) pushes the decoder to draw texture the real frames have. As in VQGAN (Esser et al., 2021),
+the adversarial gradient is scaled to the reconstruction gradient's size at the decoder's last layer, so one
+weight works whatever the loss scales are.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PatchDiscriminator(nn.Module):
+    """Images [N, 3, H, W] in [-1, 1] -> realness scores [N, 1, H/4 - 2, W/4 - 2], one per overlapping patch."""
+
+    def __init__(self, ch: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # [N, ch, H/2, W/2]
+            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.GroupNorm(8, 2 * ch), nn.LeakyReLU(0.2),  # H/4
+            nn.Conv2d(2 * ch, 4 * ch, 3, padding=1), nn.GroupNorm(8, 4 * ch), nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * ch, 1, 3),  # [N, 1, H/4 - 2, W/4 - 2]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """Hinge loss: real patches scored above 1, decoded ones below -1."""
+    return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+
+
+def generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """The decoder's side of the hinge game: raise its patches' scores."""
+    return -fake_scores.mean()
+
+
+def balanced_weight(reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor,
+                    max_weight: float = 1e4) -> torch.Tensor:
+    """|d reconstruction / d last_layer| / |d adversarial / d last_layer|, detached: the adversarial term's
+    gradient at the last layer then has the reconstruction gradient's norm (times the caller's weight)."""
+    g_rec = torch.autograd.grad(reconstruction, last_layer, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adversarial, last_layer, retain_graph=True)[0]
+    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(max=max_weight).detach()
