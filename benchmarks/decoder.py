@@ -26,6 +26,7 @@ import torch
 
 from waypoint_gym.engine import Autoencoder
 from waypoint_gym.evaluation.fidelity import detail, ssim
+from waypoint_gym.training.autoencoder import sample_strip
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,8 +72,7 @@ def main() -> None:
               f"{row['ms_per_16_frames']:.1f} ms / 16 frames")
     if args.image:
         shown = np.linspace(0, len(frames) - 1, 8).astype(np.int64)
-        picture = np.concatenate([np.concatenate(list(f[shown]), 1) for f in [frames, *recon]], 0)
-        picture = cv2.resize(picture, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+        picture = sample_strip(*(f[shown] for f in [frames, *recon]))
         cv2.imwrite(args.image, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         print(f"saved {args.image}")
     out = Path(args.out)

@@ -109,9 +109,9 @@ def _frame_indices(segments: np.ndarray, length: np.ndarray, segment_len: int) -
     return (segments[:, None] * segment_len + t[None, :])[valid]
 
 
-def sample_strip(originals: np.ndarray, reconstructions: np.ndarray, scale: int = 2) -> np.ndarray:
-    """Two rows of uint8 frames [N, H, W, 3] (originals over reconstructions) as one RGB image."""
-    strip = np.concatenate([np.concatenate(list(originals), 1), np.concatenate(list(reconstructions), 1)], 0)
+def sample_strip(*rows: np.ndarray, scale: int = 2) -> np.ndarray:
+    """Rows of uint8 frames [N, H, W, 3] (e.g. originals over reconstructions), top to bottom, as one RGB image."""
+    strip = np.concatenate([np.concatenate(list(row), 1) for row in rows], 0)
     return cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
 
 
