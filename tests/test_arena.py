@@ -236,10 +236,13 @@ def test_batch_reset_checks_every_seed_and_prompt_before_any_world_changes():
     batch.reset(seed=20)
     walls, prompts = batch._walls.copy(), list(batch.prompts)
     bad = [
-        (dict(seed=True), TypeError, "seed must be an int, a sequence of ints or None, got True"),
-        (dict(seed="7"), TypeError, "seed must be an int, a sequence of ints or None"),
-        (dict(seed=[5, -1]), ValueError, "a world's seed must be a non-negative int or None, got -1"),
-        (dict(seed=[5, True]), ValueError, "a world's seed must be a non-negative int or None, got True"),
+        (dict(seed=True), ValueError, r"seed must be None, an int, or a list of 2 seeds \(one per env\), got True"),
+        (dict(seed="7"), ValueError, "seed must be None, an int, or a list of 2 seeds"),
+        (dict(seed=b"\x05\x06"), ValueError, "seed must be None, an int, or a list of 2 seeds"),
+        (dict(seed=[5]), ValueError, "seed must be None, an int, or a list of 2 seeds"),
+        (dict(seed=-3), ValueError, "a seed must be a non-negative int or None, got -3"),
+        (dict(seed=[5, -1]), ValueError, "a seed must be a non-negative int or None, got -1"),
+        (dict(seed=[5, True]), ValueError, "a seed must be a non-negative int or None, got True"),
         (dict(seed=[5, 6], prompt=["a snowy ice cave", 3]), TypeError, "caption must be a str, got int"),
         (dict(seed=5, env_indices=[True]), IndexError, "env index True out of range"),
     ]

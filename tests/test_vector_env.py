@@ -160,7 +160,7 @@ def test_bad_input(ckpt):
         envs.reset(options={"reset_mask": [True, False]})
     with pytest.raises(ValueError, match="one per env"):
         envs.reset(seed=[1, 2, 3])
-    for seed in ([1, -2], [1.7, 2], [1, True], "ab", -1):
+    for seed in ([1, -2], [1.7, 2], [1, True], "ab", b"\x01\x02", -1):  # bytes are no list of seeds
         with pytest.raises(ValueError, match="seed"):
             envs.reset(seed=seed)
     with pytest.raises(ValueError, match="one per env"):

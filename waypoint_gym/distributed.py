@@ -21,10 +21,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from waypoint_gym.checks import is_int
+from waypoint_gym.checks import is_int, per_env_seeds
 from waypoint_gym.engine.controls import check_actions
 from waypoint_gym.envs.registration import ENTRY_POINT
-from waypoint_gym.envs.seeding import per_env_seeds
 
 log = logging.getLogger(__name__)
 

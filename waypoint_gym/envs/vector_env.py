@@ -17,11 +17,10 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from waypoint_gym.checks import is_int
+from waypoint_gym.checks import is_int, per_env_seeds
 from waypoint_gym.display import require_display
 
 from .rewards import RewardFn
-from .seeding import per_env_seeds
 from .spaces import action_space
 from .world_batch import (
     Prompt,

@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-from waypoint_gym.checks import is_int
+from waypoint_gym.checks import is_int, per_env_seeds
 from waypoint_gym.display import require_display, usable_render_modes
 from waypoint_gym.engine.controls import check_actions
 from waypoint_gym.engine.keycodes import DEFAULT_KEYS, keycode
@@ -148,18 +148,9 @@ class ArenaBatch:
             if not is_int(index) or not 0 <= index < self.num_envs:
                 raise IndexError(f"env index {index!r} out of range for {self.num_envs} worlds")
         indices = [int(i) for i in indices]
-        if seed is None or is_int(seed):
-            seeds = [None if seed is None else int(seed) + i for i in indices]
-        elif isinstance(seed, (str, bytes, bool, np.bool_)) or not hasattr(seed, "__len__"):
-            raise TypeError(f"seed must be an int, a sequence of ints or None, got {seed!r}")
-        else:
-            seeds = list(seed)
-            if len(seeds) != len(indices):
-                raise ValueError(f"got {len(seeds)} seeds for {len(indices)} worlds")
-        for world_seed in seeds:  # all checked before any world changes
-            if world_seed is not None and (not is_int(world_seed) or world_seed < 0):
-                raise ValueError(f"a world's seed must be a non-negative int or None, got {world_seed!r}")
-        seeds = [None if world_seed is None else int(world_seed) for world_seed in seeds]
+        if is_int(seed):  # world i takes seed + i, whichever worlds are chosen
+            seed = [int(seed) + i for i in indices]
+        seeds = per_env_seeds(seed, len(indices))  # all checked before any world changes
         if prompt is None or isinstance(prompt, str):
             prompts = [self.prompt if prompt is None else prompt] * len(indices)
         else:
