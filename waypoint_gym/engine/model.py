@@ -67,11 +67,15 @@ def sigma_features(sigma: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- RoPE
 
 
+def spatial_frequencies(cfg: WaypointConfig, device=None) -> torch.Tensor:
+    """[Dh/16] float64 angular frequencies of the ortho RoPE along x (and, the same, along y)."""
+    max_f = cfg.rope_nyquist_frac * min(cfg.height, cfg.width)
+    return math.pi * torch.linspace(1, max_f / 2, cfg.head_dim // 16, dtype=torch.float64, device=device)
+
+
 def spatial_angles(cfg: WaypointConfig, device=None) -> torch.Tensor:
     """[T, Dh/4] float64 angles of the x then y halves of the ortho RoPE, token order y*width + x."""
-    n = cfg.head_dim // 16
-    max_f = cfg.rope_nyquist_frac * min(cfg.height, cfg.width)
-    w = math.pi * torch.linspace(1, max_f / 2, n, dtype=torch.float64, device=device)
+    w = spatial_frequencies(cfg, device)
     px = torch.linspace(-1 + 1 / cfg.width, 1 - 1 / cfg.width, cfg.width, dtype=torch.float64, device=device)
     py = torch.linspace(-1 + 1 / cfg.height, 1 - 1 / cfg.height, cfg.height, dtype=torch.float64, device=device)
     ax = (px[:, None] * w).repeat_interleave(2, dim=-1)  # [W, Dh/8]
@@ -120,6 +124,7 @@ class FrameInputs:
     prompt_mask: torch.Tensor | None  # [B, 1, 1, P] rows that exist for each env, None when all do
     plan: FramePlan | None  # which ring slots each env sees and writes
     cache: KVCache | FrameCausalMask | None  # the KV cache at inference, the frame-causal mask in training
+    warp: torch.Tensor | None = None  # ctrl_warp: [B, 1|N, D] tokens of each frame's last frame, moved by its controls
 
 
 def attention(q, k, v, mask) -> torch.Tensor:
@@ -144,6 +149,24 @@ class SelfAttention(nn.Module):
             self.gate_proj = nn.Linear(cfg.n_heads, cfg.n_heads, bias=False)
         if cfg.attn_logit_scale:  # rms-normed q and k cap a logit at sqrt(head_dim); this lifts the cap
             self.log_logit_scale = nn.Parameter(torch.zeros(cfg.n_heads))
+        if cfg.ctrl_rope_shift:  # the controls move where each head's queries look: (dx, dy) per head
+            self.ctrl_shift = nn.Linear(D, 2 * cfg.n_heads, bias=False)
+            nn.init.zeros_(self.ctrl_shift.weight)
+            self.shift_freqs = spatial_frequencies(cfg, "cpu").repeat_interleave(2).tolist()  # [Dh/8], constants
+
+    def shift_queries(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Rotate q [B, H, T, Dh] further along its spatial RoPE axes by the offset the controls c [B, 1|T, D] ask.
+
+        An offset is in RoPE's own position units (a token is 2 / width along x), so a query of a frame attends
+        to keys as if it stood that far away; rotations add, so this equals RoPE at the shifted position."""
+        B, H = q.shape[0], self.n_heads
+        offset = self.ctrl_shift(rms(c)).float().view(B, -1, H, 2).transpose(1, 2)  # [B, H, 1|T, 2]
+        w = torch.tensor(self.shift_freqs, device=q.device)
+        ang = torch.cat([offset[..., :1] * w, offset[..., 1:] * w], dim=-1)  # [B, H, 1|T, Dh/4]
+        ang = F.pad(ang, (0, self.head_dim // 2 - ang.shape[-1]))  # the temporal angles are not moved
+        cos, sin = ang.cos(), ang.sin()
+        a, b = q.float().chunk(2, dim=-1)  # apply_rope's layout: all first halves of the pairs, then all seconds
+        return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1).to(q.dtype)
 
     def qkv(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.q_proj(h), self.k_proj(h), self.v_proj(h)
@@ -161,6 +184,8 @@ class SelfAttention(nn.Module):
         if hasattr(self, "log_logit_scale"):
             q = q * self.log_logit_scale.exp().to(q.dtype)[:, None, None]  # [H, 1, 1]
         q, k = apply_rope(q, *inp.rope), apply_rope(k, *inp.rope)
+        if hasattr(self, "ctrl_shift") and inp.ctrl is not None:
+            q = self.shift_queries(q, inp.ctrl)
         if inp.cache is None:  # no history: the frame attends to itself only
             out = attention(q, k, v, None)
         else:
@@ -307,6 +332,11 @@ class WaypointModel(nn.Module):
         self.transformer = Transformer(cfg)
         self.out_norm = OutNorm(D)
         self.unpatchify = nn.Linear(D, cfg.channels * ph * pw)
+        if cfg.ctrl_warp:  # both zero at the start, so the extension begins as a no-op
+            self.warp = nn.Linear(D, 3, bias=False)  # control embedding -> (dx, dy, log zoom) of the last frame
+            self.warp_patchify = nn.Conv2d(cfg.channels, D, kernel_size=(ph, pw), stride=(ph, pw), bias=False)
+            nn.init.zeros_(self.warp.weight)
+            nn.init.zeros_(self.warp_patchify.weight)
         self.init_buffers()
 
     def init_buffers(self) -> None:
@@ -321,6 +351,22 @@ class WaypointModel(nn.Module):
         blocks = [blk.cond_head(cond) for blk in self.transformer.blocks]
         out = self.out_norm.fc(F.silu(cond)).unflatten(-1, (2, -1))  # [B, F, 2, D]
         return Conditioning(blocks, out)
+
+    # -- step 1b (ctrl_warp): the last frame, moved as the controls say
+    def warped_last_frame(self, prev: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """prev [B, F, C, H, W] each frame's last frame (zeros where there is none), c [B, F, D] its controls ->
+        [B, F*T, D] tokens of prev shifted by (dx, dy) and zoomed by exp(log zoom) about the centre, in the
+        coordinates of `affine_grid` (the frame spans -1..1), bilinear, zeros where nothing was in view."""
+        B, n_frames, C, H, W = prev.shape
+        dx, dy, log_zoom = self.warp(rms(c)).float().flatten(0, 1).unbind(-1)  # each [B*F]
+        inv = torch.exp(-log_zoom)  # output position p samples prev at p / zoom - shift
+        zero = torch.zeros_like(inv)
+        theta = torch.stack([torch.stack([inv, zero, -dx], -1), torch.stack([zero, inv, -dy], -1)], 1)  # [B*F, 2, 3]
+        src = prev.flatten(0, 1).float()
+        grid = F.affine_grid(theta, list(src.shape), align_corners=False)
+        moved = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        tokens = self.warp_patchify(moved.to(self.warp_patchify.weight.dtype))  # [B*F, D, h, w]
+        return tokens.flatten(2).transpose(1, 2).reshape(B, n_frames * self.cfg.tokens_per_frame, -1)
 
     # -- step 3: controls
     def embed_controls(self, ctrl: torch.Tensor) -> torch.Tensor:
@@ -343,6 +389,7 @@ class WaypointModel(nn.Module):
         cache: KVCache | FrameCausalMask | None = None,
         prompt_mask: torch.Tensor | None = None,  # [B, P] bool rows that exist, None when all do
         ctrl_null: torch.Tensor | None = None,  # [B] bool: use the null control embedding (CFG, training)
+        prev: torch.Tensor | None = None,  # ctrl_warp: [B, (F,) C, H, W] each frame's last frame (zeros: none)
     ) -> FrameInputs:
         """What every block needs besides x; the same for all denoising passes of a frame, so built once."""
         cfg = self.cfg
@@ -352,7 +399,12 @@ class WaypointModel(nn.Module):
         c = self.embed_controls(ctrl) if ctrl is not None and cfg.ctrl_conditioning else None  # [B, F, D]
         if c is not None and ctrl_null is not None:
             c = torch.where(ctrl_null[:, None, None], self.ctrl_cfg.null_emb, c)
+        warp = None
+        if cfg.ctrl_warp and c is not None and prev is not None:
+            prev = prev[:, None] if prev.ndim == 4 else prev  # [B, F, C, H, W]
+            warp = self.warped_last_frame(prev, c.expand(-1, prev.shape[1], -1))
         return FrameInputs(
+            warp=warp,
             rope=rope_tables(cfg, self.rope_spatial, t),
             ctrl=None if c is None else c if c.shape[1] == 1 else c.repeat_interleave(T, dim=1),
             prompt=None if prompt is None or not cfg.prompt_conditioning else rms(prompt.to(dtype)),
@@ -374,6 +426,7 @@ class WaypointModel(nn.Module):
         cond: Conditioning | None = None,  # precomputed noise conditioning, else computed from sigma
         ctrl_null: torch.Tensor | None = None,  # [B] bool: use the null control embedding (CFG, training)
         inputs: FrameInputs | None = None,  # precomputed `frame_inputs(...)`, replacing t ... ctrl_null
+        prev: torch.Tensor | None = None,  # ctrl_warp: [B, (F,) C, H, W] each frame's last frame; a sequence's own
     ) -> torch.Tensor:
         cfg = self.cfg
         one_frame = x.ndim == 4
@@ -386,7 +439,11 @@ class WaypointModel(nn.Module):
         h = self.patchify(x.flatten(0, 1).to(dtype)).flatten(2).transpose(1, 2).reshape(B, n_frames * T, -1)
         # 2-3. conditioning: noise level and controls per frame, repeated over each frame's tokens
         cond = (self.conditioning(sigma) if cond is None else cond).per_token(T)
-        inp = inputs or self.frame_inputs(t, ctrl, prompt, plan, cache, prompt_mask, ctrl_null)
+        if inputs is None and cfg.ctrl_warp and prev is None and not one_frame:
+            prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)  # a sequence's own frame before each
+        inp = inputs or self.frame_inputs(t, ctrl, prompt, plan, cache, prompt_mask, ctrl_null, prev)
+        if inp.warp is not None:
+            h = h + inp.warp
         # 4. blocks
         v1 = None
         for blk, mods in zip(self.transformer.blocks, cond.blocks):

@@ -30,7 +30,7 @@ from waypoint_gym.engine.prompt import CaptionEncoder, words
 
 from .data import ClipSampler
 from .export import load_teacher
-from .self_forcing import clean_then_noisy, rollout
+from .self_forcing import clean_then_noisy, frames_before, rollout
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,11 @@ class WorldModelTraining:
     log_every: int = 25
     ckpt_every: int = 200
     time_limit: float | None = None  # seconds: stop (saving the state) after this long; a rerun resumes
+
+
+# Parameters of extensions that start at zero, where they change nothing: a world without them is the same world
+# with the extension switched on, so a fine-tune may turn it on (`init` from a folder that lacks them).
+ZERO_START_PARAMS = (".attn.ctrl_shift.weight", "warp.weight", "warp_patchify.weight")
 
 
 @torch.no_grad()
@@ -121,7 +126,8 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     drop_prompt = (torch.rand(B, generator=g) < tc.prompt_dropout).to(device)
     emb = torch.where(drop_prompt[:, None, None], model.null_prompt(emb), emb)
     drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
-    v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl).float()
+    prev = frames_before(x, F_) if model.cfg.ctrl_warp and isinstance(mask, CleanContextMask) else None
+    v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl, prev=prev).float()
     if tc.loss == "x0":  # the error of the clean frame the velocity implies, x - sigma v, at every sigma alike
         return (x - s * v - x0).pow(2).mean(dim=(2, 3, 4)), carries_loss
     return (v - (noise - x0)).pow(2).mean(dim=(2, 3, 4)), carries_loss
@@ -167,9 +173,13 @@ def train_world_model(
         start, encoder = load_teacher(tc.init, captions, device)
         encoder.train().requires_grad_(True)  # load_teacher hands it out frozen; a fine-tune trains it too
         try:
-            model.load_state_dict(start.state_dict())
+            missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
         except RuntimeError as e:
             raise ValueError(f"{tc.init} holds another architecture than the config to train: {e}") from None
+        missing = [k for k in missing if not k.endswith(ZERO_START_PARAMS)]
+        if missing or unexpected:
+            raise ValueError(f"{tc.init} holds another architecture than the config to train: missing keys "
+                             f"{missing[:5]}, unexpected keys {unexpected[:5]}")
         unknown = sorted({w for c in captions for w in words(c)} - set(encoder.vocab))
         if unknown:
             raise ValueError(f"{tc.init}'s caption encoder does not know the words {unknown[:10]}")
