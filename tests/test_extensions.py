@@ -23,10 +23,7 @@ TINY = dict(d_model=64, n_heads=2, n_kv_heads=1, n_layers=2, mlp_ratio=2, channe
             patch=(2, 2), tokens_per_frame=4, n_frames=16, local_window=4, global_window=4,
             global_pinned_dilation=2, global_attn_period=2, n_buttons=256, prompt_embedding_dim=32,
             prompt_conditioning_period=1, ctrl_conditioning_period=1, scheduler_sigmas=[1.0, 0.5, 0.0])
-EXTENDED = {"prediction": "x0", "attn_logit_scale": True, "ctrl_fusion": "gated", "ctrl_rope_shift": True,
-            "ctrl_warp": True}
-# The parameters of extensions that start at zero (a no-op), randomised so that tests see them act.
-ZERO_START = ("ctrl_shift.weight", "warp.weight", "warp_patchify.weight")
+EXTENDED = {"prediction": "x0", "attn_logit_scale": True, "ctrl_fusion": "gated", "ctrl_rope_shift": True}
 
 
 def test_published_configs_keep_their_keys_and_default_to_the_published_architecture(parity_dir):
@@ -113,40 +110,17 @@ def test_the_control_shift_moves_a_heads_queries_to_the_rope_position_it_names()
         WaypointConfig(**{**TINY, "ctrl_rope_shift": True, "ctrl_conditioning": None})
 
 
-def test_the_warp_moves_the_last_frame_by_the_shift_and_zoom_the_controls_set():
-    cfg = WaypointConfig(**{**TINY, "height": 4, "width": 4, "tokens_per_frame": 16, "ctrl_warp": True})
-    model = WaypointModel(cfg)
-    assert not model.warp.weight.any() and not model.warp_patchify.weight.any(), "a no-op at the start"
-    c = torch.zeros(1, 1, 64)
-    c[..., 0] = 8.0  # rms(c) = c
-    prev = torch.randn(1, 1, 4, 8, 8)
-    with torch.no_grad():
-        model.warp_patchify.weight.copy_(torch.randn_like(model.warp_patchify.weight))
-        model.warp.weight[:, 0] = torch.tensor([2 / 8, 0.0, 0.0]) / 8  # dx: one latent pixel (the frame spans 2)
-        moved = model.warped_last_frame(prev, c)
-        want = torch.zeros_like(prev[:, 0])
-        want[..., 1:] = prev[:, 0, ..., :-1]  # content one pixel to the right, nothing where none was in view
-        torch.testing.assert_close(moved, model.warped_last_frame(want[:, None], torch.zeros_like(c)))
-        model.warp.weight[:, 0] = torch.tensor([0.0, 0.0, 0.3]) / 8  # log zoom 0.3: the centre grows
-        zoomed = model.warped_last_frame(torch.ones(1, 1, 4, 8, 8), c)
-        flat = model.warped_last_frame(torch.ones(1, 1, 4, 8, 8), torch.zeros_like(c))
-    torch.testing.assert_close(zoomed, flat, msg="a zoom in of a flat field is the same field")
-    with pytest.raises(ValueError, match="ctrl_warp needs ctrl_conditioning"):
-        WaypointConfig(**{**TINY, "ctrl_warp": True, "ctrl_conditioning": None})
-
-
 def test_cached_inference_of_an_extended_world_equals_its_training_passes():
-    """Frame by frame through the KV cache (the last frame handed over as inference does) = one frame-causal
-    pass over the clip (each frame's last frame its own predecessor) = the teacher-forced layout."""
+    """Frame by frame through the KV cache = one frame-causal pass over the clip = the teacher-forced layout."""
     from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask, KVCache
     from waypoint_gym.engine.world_engine import random_model
-    from waypoint_gym.training.self_forcing import clean_then_noisy, frames_before
+    from waypoint_gym.training.self_forcing import clean_then_noisy
 
     cfg = WaypointConfig(**{**TINY, **EXTENDED})
     model = random_model(cfg, seed=1)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(ZERO_START):
+            if name.endswith("ctrl_shift.weight"):  # zero at the start: give the shift something to do
                 p.normal_(0, 0.1)
     B, n = 2, 6
     g = torch.Generator().manual_seed(0)
@@ -160,12 +134,11 @@ def test_cached_inference_of_an_extended_world_equals_its_training_passes():
         clip = model(x, sigma, t, ctrl, prompt, cache=FrameCausalMask(cfg, n))
         noisy = torch.randn(B, n - 1, *cfg.latent_shape, generator=g)
         seq, s, tt, c = clean_then_noisy(x, noisy, torch.zeros(B, n), torch.full((B, n - 1), 0.6), ctrl)
-        forced = model(seq, s, tt, c, prompt, cache=CleanContextMask(cfg, n), prev=frames_before(seq, n))
+        forced = model(seq, s, tt, c, prompt, cache=CleanContextMask(cfg, n))
         cache = KVCache(cfg, B)
         for i in range(n):
             plan = cache.plan(None, commit=True)
-            prev = x[:, i - 1] if i else torch.zeros_like(x[:, 0])
-            inputs = model.frame_inputs(cache.frame, ctrl[:, i], prompt, plan, cache, prev=prev)
+            inputs = model.frame_inputs(cache.frame, ctrl[:, i], prompt, plan, cache)
             if i:  # the noisy copy of frame i, scored from the clean frames before it
                 plan_i = dataclasses.replace(plan, commit=False)
                 v = model(noisy[:, i - 1], torch.full((B,), 0.6), inputs=dataclasses.replace(inputs, plan=plan_i))
@@ -174,8 +147,6 @@ def test_cached_inference_of_an_extended_world_equals_its_training_passes():
             if i == n - 1:  # (the x0 head's velocity at sigma 0, of the clean frames, is unused and ill-conditioned)
                 torch.testing.assert_close(v, clip[:, i], atol=1e-5, rtol=0, msg=f"frame {i}")
             cache.advance(plan)
-    unwarped = model(x, sigma, t, ctrl, prompt, cache=FrameCausalMask(cfg, n), prev=torch.zeros_like(x))
-    assert not torch.allclose(clip[:, -1], unwarped[:, -1], atol=1e-3), "the last frame matters"
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +160,7 @@ def extended_ckpt(tmp_path_factory):
     for name in state:
         if name.endswith("log_logit_scale"):  # random_checkpoint leaves them at 0 (a scale of 1)
             state[name] = torch.randn(state[name].shape, generator=g)
-        if name.endswith(ZERO_START):  # and these at 0 (no shift, no warp)
+        if name.endswith("ctrl_shift.weight"):  # and these at 0 (no shift)
             state[name] = 0.1 * torch.randn(state[name].shape, generator=g)
     save_file(state, folder / "model.safetensors")
     return folder
@@ -233,6 +204,5 @@ def test_an_extended_world_runs_as_an_env_and_exports(extended_ckpt, tmp_path, o
                             CaptionEncoder.for_captions(["a red room"], 32))
     again, _ = load_teacher(out)
     assert again.cfg.prediction == "x0" and again.cfg.attn_logit_scale and again.cfg.ctrl_rope_shift
-    assert again.cfg.ctrl_warp
     for name, value in model.state_dict().items():
         assert torch.equal(again.state_dict()[name].float(), value.half().float()), name  # float16 on disk

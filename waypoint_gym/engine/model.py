@@ -124,7 +124,6 @@ class FrameInputs:
     prompt_mask: torch.Tensor | None  # [B, 1, 1, P] rows that exist for each env, None when all do
     plan: FramePlan | None  # which ring slots each env sees and writes
     cache: KVCache | FrameCausalMask | None  # the KV cache at inference, the frame-causal mask in training
-    warp: torch.Tensor | None = None  # ctrl_warp: [B, 1|N, D] tokens of each frame's last frame, moved by its controls
 
 
 def attention(q, k, v, mask) -> torch.Tensor:
@@ -332,11 +331,6 @@ class WaypointModel(nn.Module):
         self.transformer = Transformer(cfg)
         self.out_norm = OutNorm(D)
         self.unpatchify = nn.Linear(D, cfg.channels * ph * pw)
-        if cfg.ctrl_warp:  # both zero at the start, so the extension begins as a no-op
-            self.warp = nn.Linear(D, 3, bias=False)  # control embedding -> (dx, dy, log zoom) of the last frame
-            self.warp_patchify = nn.Conv2d(cfg.channels, D, kernel_size=(ph, pw), stride=(ph, pw), bias=False)
-            nn.init.zeros_(self.warp.weight)
-            nn.init.zeros_(self.warp_patchify.weight)
         self.init_buffers()
 
     def init_buffers(self) -> None:
@@ -351,22 +345,6 @@ class WaypointModel(nn.Module):
         blocks = [blk.cond_head(cond) for blk in self.transformer.blocks]
         out = self.out_norm.fc(F.silu(cond)).unflatten(-1, (2, -1))  # [B, F, 2, D]
         return Conditioning(blocks, out)
-
-    # -- step 1b (ctrl_warp): the last frame, moved as the controls say
-    def warped_last_frame(self, prev: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """prev [B, F, C, H, W] each frame's last frame (zeros where there is none), c [B, F, D] its controls ->
-        [B, F*T, D] tokens of prev shifted by (dx, dy) and zoomed by exp(log zoom) about the centre, in the
-        coordinates of `affine_grid` (the frame spans -1..1), bilinear, zeros where nothing was in view."""
-        B, n_frames, C, H, W = prev.shape
-        dx, dy, log_zoom = self.warp(rms(c)).float().flatten(0, 1).unbind(-1)  # each [B*F]
-        inv = torch.exp(-log_zoom)  # output position p samples prev at p / zoom - shift
-        zero = torch.zeros_like(inv)
-        theta = torch.stack([torch.stack([inv, zero, -dx], -1), torch.stack([zero, inv, -dy], -1)], 1)  # [B*F, 2, 3]
-        src = prev.flatten(0, 1).float()
-        grid = F.affine_grid(theta, list(src.shape), align_corners=False)
-        moved = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        tokens = self.warp_patchify(moved.to(self.warp_patchify.weight.dtype))  # [B*F, D, h, w]
-        return tokens.flatten(2).transpose(1, 2).reshape(B, n_frames * self.cfg.tokens_per_frame, -1)
 
     # -- step 3: controls
     def embed_controls(self, ctrl: torch.Tensor) -> torch.Tensor:
@@ -389,7 +367,6 @@ class WaypointModel(nn.Module):
         cache: KVCache | FrameCausalMask | None = None,
         prompt_mask: torch.Tensor | None = None,  # [B, P] bool rows that exist, None when all do
         ctrl_null: torch.Tensor | None = None,  # [B] bool: use the null control embedding (CFG, training)
-        prev: torch.Tensor | None = None,  # ctrl_warp: [B, (F,) C, H, W] each frame's last frame (zeros: none)
     ) -> FrameInputs:
         """What every block needs besides x; the same for all denoising passes of a frame, so built once."""
         cfg = self.cfg
@@ -399,12 +376,7 @@ class WaypointModel(nn.Module):
         c = self.embed_controls(ctrl) if ctrl is not None and cfg.ctrl_conditioning else None  # [B, F, D]
         if c is not None and ctrl_null is not None:
             c = torch.where(ctrl_null[:, None, None], self.ctrl_cfg.null_emb, c)
-        warp = None
-        if cfg.ctrl_warp and c is not None and prev is not None:
-            prev = prev[:, None] if prev.ndim == 4 else prev  # [B, F, C, H, W]
-            warp = self.warped_last_frame(prev, c.expand(-1, prev.shape[1], -1))
         return FrameInputs(
-            warp=warp,
             rope=rope_tables(cfg, self.rope_spatial, t),
             ctrl=None if c is None else c if c.shape[1] == 1 else c.repeat_interleave(T, dim=1),
             prompt=None if prompt is None or not cfg.prompt_conditioning else rms(prompt.to(dtype)),
@@ -426,7 +398,6 @@ class WaypointModel(nn.Module):
         cond: Conditioning | None = None,  # precomputed noise conditioning, else computed from sigma
         ctrl_null: torch.Tensor | None = None,  # [B] bool: use the null control embedding (CFG, training)
         inputs: FrameInputs | None = None,  # precomputed `frame_inputs(...)`, replacing t ... ctrl_null
-        prev: torch.Tensor | None = None,  # ctrl_warp: [B, (F,) C, H, W] each frame's last frame; a sequence's own
     ) -> torch.Tensor:
         cfg = self.cfg
         one_frame = x.ndim == 4
@@ -439,11 +410,7 @@ class WaypointModel(nn.Module):
         h = self.patchify(x.flatten(0, 1).to(dtype)).flatten(2).transpose(1, 2).reshape(B, n_frames * T, -1)
         # 2-3. conditioning: noise level and controls per frame, repeated over each frame's tokens
         cond = (self.conditioning(sigma) if cond is None else cond).per_token(T)
-        if inputs is None and cfg.ctrl_warp and prev is None and not one_frame:
-            prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)  # a sequence's own frame before each
-        inp = inputs or self.frame_inputs(t, ctrl, prompt, plan, cache, prompt_mask, ctrl_null, prev)
-        if inp.warp is not None:
-            h = h + inp.warp
+        inp = inputs or self.frame_inputs(t, ctrl, prompt, plan, cache, prompt_mask, ctrl_null)
         # 4. blocks
         v1 = None
         for blk, mods in zip(self.transformer.blocks, cond.blocks):

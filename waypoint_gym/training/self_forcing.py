@@ -115,14 +115,12 @@ def velocity(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctr
     """
     B, n = frames.shape[:2]
     clean_sigma = torch.zeros(B, n, device=sigma.device)
-    prev = None
     if isinstance(mask, CleanContextMask):
         x, s, t, c = clean_then_noisy(frames, noisy, clean_sigma, sigma, ctrl)
-        prev = frames_before(x, n) if model.cfg.ctrl_warp else None
     else:
         x, s, c = torch.cat([frames[:, :1], noisy], 1), torch.cat([clean_sigma[:, :1], sigma], 1), ctrl
         t = torch.arange(n, device=frames.device).expand(B, -1)
-    return model(x, s, t, c, prompt, cache=mask, ctrl_null=ctrl_null, prev=prev)[:, 1 - n:].float()
+    return model(x, s, t, c, prompt, cache=mask, ctrl_null=ctrl_null)[:, 1 - n:].float()
 
 
 def clean_then_noisy(frames, noisy, clean_sigma, sigma, ctrl):
@@ -132,13 +130,6 @@ def clean_then_noisy(frames, noisy, clean_sigma, sigma, ctrl):
     B, n = frames.shape[:2]
     t = torch.cat([torch.arange(n), torch.arange(1, n)]).to(frames.device).expand(B, -1)
     return torch.cat([frames, noisy], 1), torch.cat([clean_sigma, sigma], 1), t, torch.cat([ctrl, ctrl[:, 1:]], 1)
-
-
-def frames_before(x: torch.Tensor, n: int) -> torch.Tensor:
-    """For ctrl_warp: the frame before each frame of a clean-then-noisy sequence x [B, 2n-1, ...] (zeros before
-    frame 0): a noisy copy of frame i, like clean frame i, comes after clean frame i-1."""
-    before = torch.cat([torch.zeros_like(x[:, :1]), x[:, : n - 1]], dim=1)
-    return torch.cat([before, x[:, : n - 1]], dim=1)
 
 
 def predict_x0(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctrl_null=None) -> torch.Tensor:
@@ -228,8 +219,7 @@ def rollout(
     for f in range(n):
         plan = cache.plan(ids, commit=False)
         with torch.set_grad_enabled(grad):
-            prev = frames[-1].detach() if f > 0 else torch.zeros_like(seed_latent)  # ctrl_warp's last frame
-            inputs = student.frame_inputs(cache.frame[ids], ctrl[:, f], prompt, plan, cache, prev=prev)
+            inputs = student.frame_inputs(cache.frame[ids], ctrl[:, f], prompt, plan, cache)
         if f > 0:
             k = exit_steps[f]
             x = noise[:, f]

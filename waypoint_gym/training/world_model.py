@@ -30,7 +30,7 @@ from waypoint_gym.engine.prompt import CaptionEncoder, words
 
 from .data import ClipSampler
 from .export import load_teacher
-from .self_forcing import clean_then_noisy, frames_before, rollout
+from .self_forcing import clean_then_noisy, rollout
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class WorldModelTraining:
 
 # Parameters of extensions that start at zero, where they change nothing: a world without them is the same world
 # with the extension switched on, so a fine-tune may turn it on (`init` from a folder that lacks them).
-ZERO_START_PARAMS = (".attn.ctrl_shift.weight", "warp.weight", "warp_patchify.weight")
+ZERO_START_PARAMS = (".attn.ctrl_shift.weight",)
 
 
 @torch.no_grad()
@@ -126,8 +126,7 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     drop_prompt = (torch.rand(B, generator=g) < tc.prompt_dropout).to(device)
     emb = torch.where(drop_prompt[:, None, None], model.null_prompt(emb), emb)
     drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
-    prev = frames_before(x, F_) if model.cfg.ctrl_warp and isinstance(mask, CleanContextMask) else None
-    v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl, prev=prev).float()
+    v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl).float()
     if tc.loss == "x0":  # the error of the clean frame the velocity implies, x - sigma v, at every sigma alike
         return (x - s * v - x0).pow(2).mean(dim=(2, 3, 4)), carries_loss
     return (v - (noise - x0)).pow(2).mean(dim=(2, 3, 4)), carries_loss
