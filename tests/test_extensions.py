@@ -23,7 +23,7 @@ TINY = dict(d_model=64, n_heads=2, n_kv_heads=1, n_layers=2, mlp_ratio=2, channe
             patch=(2, 2), tokens_per_frame=4, n_frames=16, local_window=4, global_window=4,
             global_pinned_dilation=2, global_attn_period=2, n_buttons=256, prompt_embedding_dim=32,
             prompt_conditioning_period=1, ctrl_conditioning_period=1, scheduler_sigmas=[1.0, 0.5, 0.0])
-EXTENDED = {"prediction": "x0", "attn_logit_scale": True, "ctrl_fusion": "gated", "ctrl_rope_shift": True}
+EXTENDED = {"prediction": "x0", "attn_logit_scale": True, "ctrl_fusion": "gated"}
 
 
 def test_published_configs_keep_their_keys_and_default_to_the_published_architecture(parity_dir):
@@ -83,33 +83,6 @@ def test_gated_fusion_scales_the_content_features_by_the_control():
         WaypointConfig(**{**TINY, "ctrl_fusion": "sum"})
 
 
-def test_the_control_shift_moves_a_heads_queries_to_the_rope_position_it_names():
-    from waypoint_gym.engine.model import apply_rope, rope_tables, spatial_angles, spatial_frequencies
-
-    cfg = WaypointConfig(**{**TINY, "ctrl_rope_shift": True})
-    model = WaypointModel(cfg)
-    attn = model.transformer.blocks[0].attn
-    assert model.state_dict()["transformer.blocks.0.attn.ctrl_shift.weight"].shape == (4, 64)
-    assert not attn.ctrl_shift.weight.any(), "zero at the start: no shift until training finds one"
-    c = torch.zeros(1, 1, 64)
-    c[..., 0] = 8.0  # rms(c) = c, so the offsets are column 0 of the weight times 8
-    with torch.no_grad():
-        attn.ctrl_shift.weight[:, 0] = torch.tensor([0.3, -0.2, 0.0, 0.0]) / 8  # head 0: (0.3, -0.2); head 1: none
-    t = torch.zeros(1, 1, dtype=torch.long)
-    q = torch.randn(1, 2, 4, 32)
-    at_rest = apply_rope(q, *rope_tables(cfg, model.rope_spatial, t))
-    with torch.no_grad():
-        shifted = attn.shift_queries(at_rest, c)
-    w = spatial_frequencies(cfg).repeat_interleave(2)
-    moved = spatial_angles(cfg).clone()
-    moved[:, : len(w)] += 0.3 * w
-    moved[:, len(w):] += -0.2 * w
-    torch.testing.assert_close(shifted[:, :1], apply_rope(q[:, :1], *rope_tables(cfg, moved, t)))
-    torch.testing.assert_close(shifted[:, 1:], at_rest[:, 1:])
-    with pytest.raises(ValueError, match="ctrl_rope_shift needs ctrl_conditioning"):
-        WaypointConfig(**{**TINY, "ctrl_rope_shift": True, "ctrl_conditioning": None})
-
-
 def test_cached_inference_of_an_extended_world_equals_its_training_passes():
     """Frame by frame through the KV cache = one frame-causal pass over the clip = the teacher-forced layout."""
     from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask, KVCache
@@ -118,10 +91,6 @@ def test_cached_inference_of_an_extended_world_equals_its_training_passes():
 
     cfg = WaypointConfig(**{**TINY, **EXTENDED})
     model = random_model(cfg, seed=1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("ctrl_shift.weight"):  # zero at the start: give the shift something to do
-                p.normal_(0, 0.1)
     B, n = 2, 6
     g = torch.Generator().manual_seed(0)
     x = torch.randn(B, n, *cfg.latent_shape, generator=g)
@@ -160,8 +129,6 @@ def extended_ckpt(tmp_path_factory):
     for name in state:
         if name.endswith("log_logit_scale"):  # random_checkpoint leaves them at 0 (a scale of 1)
             state[name] = torch.randn(state[name].shape, generator=g)
-        if name.endswith("ctrl_shift.weight"):  # and these at 0 (no shift)
-            state[name] = 0.1 * torch.randn(state[name].shape, generator=g)
     save_file(state, folder / "model.safetensors")
     return folder
 
@@ -203,6 +170,6 @@ def test_an_extended_world_runs_as_an_env_and_exports(extended_ckpt, tmp_path, o
     out = export_checkpoint(tmp_path / "world", model, extended_ckpt / "autoencoder",
                             CaptionEncoder.for_captions(["a red room"], 32))
     again, _ = load_teacher(out)
-    assert again.cfg.prediction == "x0" and again.cfg.attn_logit_scale and again.cfg.ctrl_rope_shift
+    assert again.cfg.prediction == "x0" and again.cfg.attn_logit_scale
     for name, value in model.state_dict().items():
         assert torch.equal(again.state_dict()[name].float(), value.half().float()), name  # float16 on disk

@@ -58,7 +58,6 @@ class WaypointConfig:
     prediction: str = "velocity"  # what the output head predicts: "velocity" (noise - x0) or "x0"
     attn_logit_scale: bool = False  # a learned scale per self-attention head on its (capped) logits
     ctrl_fusion: str = "concat"  # "concat": fc1 of concat(x, c); "gated": silu(fc1_x x) * (1 + fc1_c c)
-    ctrl_rope_shift: bool = False  # the controls shift each self-attention head's queries in spatial RoPE position
     # Waypoint-1.5 (format addendum); the defaults are Waypoint-1's behaviour.
     model_type: str = "waypoint-1"  # "waypoint-1.5": the state dict is remapped on loading (loading.py)
     temporal_compression: int = 1  # video frames per latent frame: 4 for TAEHV, 1 for the image autoencoder
@@ -90,8 +89,6 @@ class WaypointConfig:
             problems.append("prompt_embedding_dim must be a multiple of head_dim")
         if self.ctrl_fusion not in ("concat", "gated"):
             problems.append(f"ctrl_fusion must be 'concat' or 'gated', got {self.ctrl_fusion!r}")
-        if self.ctrl_rope_shift and not self.ctrl_conditioning:
-            problems.append("ctrl_rope_shift needs ctrl_conditioning (it is read from the control embedding)")
         if self.prediction not in PREDICTIONS:
             problems.append(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
         sig = self.scheduler_sigmas
@@ -179,9 +176,7 @@ class WaypointConfig:
 
 # This project's extensions of the format for worlds it trains (docs/engine.md), at their defaults, under
 # which a model is exactly the published architecture.
-EXTENSIONS: dict[str, Any] = {
-    "prediction": "velocity", "attn_logit_scale": False, "ctrl_fusion": "concat", "ctrl_rope_shift": False,
-}
+EXTENSIONS: dict[str, Any] = {"prediction": "velocity", "attn_logit_scale": False, "ctrl_fusion": "concat"}
 # The fields Waypoint-1.5 added (format addendum), whose class defaults are Waypoint-1's behaviour.
 WAYPOINT_15_FIELDS = ("model_type", "temporal_compression", "base_fps", "inference_fps", "taehv_ae",
                       "auto_aspect_ratio", "rope_nyquist_frac", "rope_theta", "moe")

@@ -67,15 +67,11 @@ def sigma_features(sigma: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- RoPE
 
 
-def spatial_frequencies(cfg: WaypointConfig, device=None) -> torch.Tensor:
-    """[Dh/16] float64 angular frequencies of the ortho RoPE along x (and, the same, along y)."""
-    max_f = cfg.rope_nyquist_frac * min(cfg.height, cfg.width)
-    return math.pi * torch.linspace(1, max_f / 2, cfg.head_dim // 16, dtype=torch.float64, device=device)
-
-
 def spatial_angles(cfg: WaypointConfig, device=None) -> torch.Tensor:
     """[T, Dh/4] float64 angles of the x then y halves of the ortho RoPE, token order y*width + x."""
-    w = spatial_frequencies(cfg, device)
+    n = cfg.head_dim // 16
+    max_f = cfg.rope_nyquist_frac * min(cfg.height, cfg.width)
+    w = math.pi * torch.linspace(1, max_f / 2, n, dtype=torch.float64, device=device)
     px = torch.linspace(-1 + 1 / cfg.width, 1 - 1 / cfg.width, cfg.width, dtype=torch.float64, device=device)
     py = torch.linspace(-1 + 1 / cfg.height, 1 - 1 / cfg.height, cfg.height, dtype=torch.float64, device=device)
     ax = (px[:, None] * w).repeat_interleave(2, dim=-1)  # [W, Dh/8]
@@ -148,24 +144,6 @@ class SelfAttention(nn.Module):
             self.gate_proj = nn.Linear(cfg.n_heads, cfg.n_heads, bias=False)
         if cfg.attn_logit_scale:  # rms-normed q and k cap a logit at sqrt(head_dim); this lifts the cap
             self.log_logit_scale = nn.Parameter(torch.zeros(cfg.n_heads))
-        if cfg.ctrl_rope_shift:  # the controls move where each head's queries look: (dx, dy) per head
-            self.ctrl_shift = nn.Linear(D, 2 * cfg.n_heads, bias=False)
-            nn.init.zeros_(self.ctrl_shift.weight)
-            self.shift_freqs = spatial_frequencies(cfg, "cpu").repeat_interleave(2).tolist()  # [Dh/8], constants
-
-    def shift_queries(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Rotate q [B, H, T, Dh] further along its spatial RoPE axes by the offset the controls c [B, 1|T, D] ask.
-
-        An offset is in RoPE's own position units (a token is 2 / width along x), so a query of a frame attends
-        to keys as if it stood that far away; rotations add, so this equals RoPE at the shifted position."""
-        B, H = q.shape[0], self.n_heads
-        offset = self.ctrl_shift(rms(c)).float().view(B, -1, H, 2).transpose(1, 2)  # [B, H, 1|T, 2]
-        w = torch.tensor(self.shift_freqs, device=q.device)
-        ang = torch.cat([offset[..., :1] * w, offset[..., 1:] * w], dim=-1)  # [B, H, 1|T, Dh/4]
-        ang = F.pad(ang, (0, self.head_dim // 2 - ang.shape[-1]))  # the temporal angles are not moved
-        cos, sin = ang.cos(), ang.sin()
-        a, b = q.float().chunk(2, dim=-1)  # apply_rope's layout: all first halves of the pairs, then all seconds
-        return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1).to(q.dtype)
 
     def qkv(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.q_proj(h), self.k_proj(h), self.v_proj(h)
@@ -183,8 +161,6 @@ class SelfAttention(nn.Module):
         if hasattr(self, "log_logit_scale"):
             q = q * self.log_logit_scale.exp().to(q.dtype)[:, None, None]  # [H, 1, 1]
         q, k = apply_rope(q, *inp.rope), apply_rope(k, *inp.rope)
-        if hasattr(self, "ctrl_shift") and inp.ctrl is not None:
-            q = self.shift_queries(q, inp.ctrl)
         if inp.cache is None:  # no history: the frame attends to itself only
             out = attention(q, k, v, None)
         else:

@@ -62,11 +62,6 @@ class WorldModelTraining:
     time_limit: float | None = None  # seconds: stop (saving the state) after this long; a rerun resumes
 
 
-# Parameters of extensions that start at zero, where they change nothing: a world without them is the same world
-# with the extension switched on, so a fine-tune may turn it on (`init` from a folder that lacks them).
-ZERO_START_PARAMS = (".attn.ctrl_shift.weight",)
-
-
 @torch.no_grad()
 def scale_ctrl_init(model: WaypointModel, scale: float) -> None:
     """Multiply the control half of each `ctrl_mlpfusion.fc1` by `scale` (a fresh model's initialisation).
@@ -172,13 +167,9 @@ def train_world_model(
         start, encoder = load_teacher(tc.init, captions, device)
         encoder.train().requires_grad_(True)  # load_teacher hands it out frozen; a fine-tune trains it too
         try:
-            missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+            model.load_state_dict(start.state_dict())
         except RuntimeError as e:
             raise ValueError(f"{tc.init} holds another architecture than the config to train: {e}") from None
-        missing = [k for k in missing if not k.endswith(ZERO_START_PARAMS)]
-        if missing or unexpected:
-            raise ValueError(f"{tc.init} holds another architecture than the config to train: missing keys "
-                             f"{missing[:5]}, unexpected keys {unexpected[:5]}")
         unknown = sorted({w for c in captions for w in words(c)} - set(encoder.vocab))
         if unknown:
             raise ValueError(f"{tc.init}'s caption encoder does not know the words {unknown[:10]}")
