@@ -101,7 +101,11 @@ def test_rollout_beyond_n_frames_is_shift_invariant(tmp_path):
     torch.testing.assert_close(runs[1], runs[0], atol=1e-4, rtol=0)
 
 
-def test_frame_causal_training_pass_equals_cached_inference():
+EXTENDED = {"prediction": "x0", "attn_logit_scale": True, "ctrl_fusion": "gated"}  # docs/engine.md's extensions
+
+
+@pytest.mark.parametrize("extensions", [{}, EXTENDED], ids=["published", "extended"])
+def test_frame_causal_training_pass_equals_cached_inference(extensions):
     """One teacher-forced pass over a clip (as in training) gives, frame by frame, what cached inference
     gives: clean context frames at sigma 0 and a noisy last frame, with rings that wrap."""
     from waypoint_gym.engine.kv_cache import FrameCausalMask, KVCache
@@ -111,9 +115,13 @@ def test_frame_causal_training_pass_equals_cached_inference():
         d_model=64, n_heads=4, n_kv_heads=2, n_layers=4, mlp_ratio=2, channels=4, height=2, width=3,
         patch=(2, 2), tokens_per_frame=6, n_frames=64, local_window=3, global_window=4, global_pinned_dilation=2,
         global_attn_period=2, value_residual=True, n_buttons=8, prompt_embedding_dim=32,
-        prompt_conditioning_period=2, ctrl_conditioning_period=1,
+        prompt_conditioning_period=2, ctrl_conditioning_period=1, **extensions,
     )
     model = random_model(cfg, seed=1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("log_logit_scale"):  # 0 (a scale of 1) at the start
+                p.normal_(0, 0.5)
     B, n = 2, 13
     g = torch.Generator().manual_seed(0)
     x = torch.randn(B, n, *cfg.latent_shape, generator=g)
@@ -129,6 +137,7 @@ def test_frame_causal_training_pass_equals_cached_inference():
             last = i == n - 1
             plan = cache.plan(None, commit=not last)
             v = model(x[:, i], sigma[:, i], cache.frame, ctrl[:, i], prompt, plan, cache)
-            torch.testing.assert_close(v, clip[:, i], atol=1e-5, rtol=0, msg=f"frame {i}")
+            if last or cfg.prediction == "velocity":  # an x0 head's velocity at sigma 0 is unused and ill-conditioned
+                torch.testing.assert_close(v, clip[:, i], atol=1e-5, rtol=0, msg=f"frame {i}")
             if not last:
                 cache.advance(plan)
