@@ -212,6 +212,10 @@ def test_fine_tuning_starts_from_a_checkpoint_folder(tmp_path):
     assert "tok_emb.weight" in moved, "fine-tuning trains the caption encoder along with the model"
     with pytest.raises(ValueError, match="another architecture"):
         train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run2", WaypointConfig(**{**CFG, "d_model": 32}), tc)
+    with pytest.raises(ValueError, match="trained with prediction='velocity', the config to train has "
+                                         "prediction='x0': another architecture"):
+        train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run6", WaypointConfig(**{**CFG, "prediction": "x0"}),
+                          tc)
     with pytest.raises(ValueError, match="cannot be combined with init"):
         train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run4", cfg, WorldModelTraining(
             steps=0, clip_frames=6, init=str(start), ctrl_init_scale=16.0))

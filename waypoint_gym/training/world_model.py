@@ -170,6 +170,10 @@ def train_world_model(
             model.load_state_dict(start.state_dict())
         except RuntimeError as e:
             raise ValueError(f"{tc.init} holds another architecture than the config to train: {e}") from None
+        for name in ("prediction", "ctrl_fusion"):  # same tensors, another function: the weights would mean nothing
+            if getattr(start.cfg, name) != getattr(cfg, name):
+                raise ValueError(f"{tc.init} was trained with {name}={getattr(start.cfg, name)!r}, the config to "
+                                 f"train has {name}={getattr(cfg, name)!r}: another architecture")
         unknown = sorted({w for c in captions for w in words(c)} - set(encoder.vocab))
         if unknown:
             raise ValueError(f"{tc.init}'s caption encoder does not know the words {unknown[:10]}")
