@@ -241,6 +241,7 @@ def test_batch_reset_checks_every_seed_and_prompt_before_any_world_changes():
         (dict(seed=b"\x05\x06"), ValueError, "seed must be None, an int, or a list of 2 seeds"),
         (dict(seed=[5]), ValueError, "seed must be None, an int, or a list of 2 seeds"),
         (dict(seed=-3), ValueError, "a seed must be a non-negative int or None, got -3"),
+        (dict(seed=-1, env_indices=[1]), ValueError, "a seed must be a non-negative int or None, got -1"),
         (dict(seed=[5, -1]), ValueError, "a seed must be a non-negative int or None, got -1"),
         (dict(seed=[5, True]), ValueError, "a seed must be a non-negative int or None, got True"),
         (dict(seed=[5, 6], prompt=["a snowy ice cave", 3]), TypeError, "caption must be a str, got int"),

@@ -148,8 +148,9 @@ class ArenaBatch:
             if not is_int(index) or not 0 <= index < self.num_envs:
                 raise IndexError(f"env index {index!r} out of range for {self.num_envs} worlds")
         indices = [int(i) for i in indices]
-        if is_int(seed):  # world i takes seed + i, whichever worlds are chosen
-            seed = [int(seed) + i for i in indices]
+        if is_int(seed):  # world i takes seed + i, whichever worlds are chosen; the seed itself checked first
+            (base,) = per_env_seeds(seed, 1)
+            seed = [base + i for i in indices]
         seeds = per_env_seeds(seed, len(indices))  # all checked before any world changes
         if prompt is None or isinstance(prompt, str):
             prompts = [self.prompt if prompt is None else prompt] * len(indices)
