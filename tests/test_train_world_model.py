@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -176,6 +178,25 @@ def test_training_learns_resumes_and_exports(tmp_path):
     assert frames.shape == (2, 16, 16, 3) and frames.dtype == np.uint8
     with pytest.raises(TypeError, match="prompt must be a str"):
         eng.set_prompt(None)
+
+
+def test_compiled_training_follows_the_eager_run_and_keeps_its_checkpoint_names(tmp_path):
+    data, cfg = toy_data(), WaypointConfig(**CFG)
+    losses = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        tc = WorldModelTraining(steps=20, batch_size=4, clip_frames=6, warmup=5, lr=1e-3, log_every=5,
+                                ckpt_every=10, teacher_forcing=True, loss="x0", compile=compiled)
+        train_world_model(data, KEYS, CAPTIONS, tmp_path / f"run{compiled}", cfg, tc)
+        log = (tmp_path / f"run{compiled}" / "log.jsonl").read_text().splitlines()
+        losses[compiled] = [json.loads(line)["loss"] for line in log]
+        assert (torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0) == compiled
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3), losses
+    state = torch.load(tmp_path / "runTrue" / "train_state.pt", weights_only=True)
+    assert state["model"].keys() == WaypointModel(cfg).state_dict().keys()  # resumable and exportable as it is
+    bad = WorldModelTraining(steps=1, clip_frames=6, teacher_forcing=True, rollout_context=0.5, compile=True)
+    with pytest.raises(ValueError, match="compile covers the training pass only"):
+        train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg, bad)
 
 
 def test_start_frames_train_the_frame_a_prompt_alone_opens_with(tmp_path):

@@ -93,7 +93,7 @@ def train_world_model(args: argparse.Namespace) -> None:
                             clean_context_prob=args.clean_context_prob, ctrl_init_scale=args.ctrl_init_scale,
                             start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed,
                             loss=args.loss, time_limit=args.time_limit, teacher_forcing=args.teacher_forcing,
-                            rollout_context=args.rollout_context)
+                            rollout_context=args.rollout_context, compile=args.compile)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
     ae = None
     if args.autoencoder:
@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "targets stay the recorded frames")
     p.add_argument("--ctrl-init-scale", type=float, default=1.0,
                    help="scale of the initial control weights of the fusion layers (a new run only)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training pass: about 1.25x the steps/s on a CPU core, after a minute of "
+                        "compiling at each start; not with --rollout-context")
     p.add_argument("--start-frames", type=int, default=0,
                    help="extra single frames per step trained from the prompt alone (an episode's first frame)")
     p.add_argument("--init", default=None,
