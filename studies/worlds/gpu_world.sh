@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared run for a lent GPU machine (issue 30): record arena play on every core, encode it on the GPU,
-# train the bundled world on with teacher forcing, for a fixed time, and write the exported world
-# under $OUT in parts small enough to come back. Evaluate it afterwards here, on the CPU:
+# train a world on for a fixed time (by default the bundled world, with teacher forcing; INIT names another
+# folder, such as a world in training, and INIT= with CONFIG starts from scratch), and write the exported
+# world under $OUT in parts small enough to come back. Evaluate it afterwards here, on the CPU:
 #   cat $FILES_AT/world.tar.part* | tar -x -C runs/ && waypoint-gym evaluate-world runs/gpu_world --out runs/eval_gpu
 #
 # The machine has torch but not gymnasium: fetch its wheels here once (into the ignored .whl/),
@@ -12,6 +13,8 @@
 # On a CPU, for a check of the whole path:
 #   PATH=$PWD/.venv/bin:$PATH OUT=/tmp/gpu_out DEVICE=cpu SEGMENTS=64 WORKERS=2 TRAIN_SECONDS=20 BATCH=4 \
 #       bash studies/worlds/gpu_world.sh   (2 min; the script calls python3, which must have torch)
+# A world in training goes on from its committed weights on its own schedule, without teacher forcing:
+#   INIT=studies/worlds/p2_wip TEACHER_FORCING=0 LR=4e-4 bash studies/worlds/gpu_world.sh
 set -euo pipefail
 OUT=${OUT:?set OUT to the folder to write}
 DEVICE=${DEVICE:-cuda}
@@ -20,7 +23,10 @@ WORKERS=${WORKERS:-16}            # processes recording chunks
 TRAIN_SECONDS=${TRAIN_SECONDS:-330}
 BATCH=${BATCH:-64}                # clips a step (the CPU runs used 12)
 LR=${LR:-2e-4}                    # the CPU fine-tune used 1.5e-4 with 12-clip batches
-INIT=${INIT:-waypoint_gym/assets/default_world}
+INIT=${INIT-waypoint_gym/assets/default_world}  # empty: from scratch, on CONFIG
+CONFIG=${CONFIG:-${INIT:?set CONFIG when INIT is empty}/config.yaml}
+TEACHER_FORCING=${TEACHER_FORCING:-1}  # 0: diffusion forcing with 90% clean-context clips, as a run from scratch
+COMPILE=${COMPILE:-1}             # torch.compile the training pass; dropped if the probe fails with it
 WORK=${WORK:-/tmp/gpu_world}
 AE=waypoint_gym/assets/default_world/autoencoder
 
@@ -45,14 +51,24 @@ cli train encode --data "$WORK/data" --autoencoder "$AE" --out "$WORK/latents.np
 
 # The same options for the probe and the run; the run's cosine schedule is sized to the steps the probe's
 # speed fits in TRAIN_SECONDS, so it ends with its learning rate decayed.
+OPTS=(--config "$CONFIG" --loss x0 --batch-size "$BATCH" --clip-frames 8 --lr "$LR" --device "$DEVICE"
+      --autoencoder "$AE" --reward-head "${INIT:-waypoint_gym/assets/default_world}/reward_head")
+[ -n "$INIT" ] && OPTS+=(--init "$INIT")
+if [ "$TEACHER_FORCING" = 1 ]; then OPTS+=(--teacher-forcing); else OPTS+=(--clean-context-prob 0.9); fi
+[ "$COMPILE" = 1 ] && OPTS+=(--compile)
 train() {
-  cli train world-model --data "$WORK/data" --latents "$WORK/latents.npy" --config "$INIT/config.yaml" \
-      --init "$INIT" --loss x0 --teacher-forcing --batch-size "$BATCH" --clip-frames 8 --lr "$LR" \
-      --device "$DEVICE" --autoencoder "$AE" --reward-head "$INIT/reward_head" \
+  cli train world-model --data "$WORK/data" --latents "$WORK/latents.npy" "${OPTS[@]}" \
       --default-prompt "a mossy stone dungeon" "$@"
 }
-stamp "probe the speed of a step"
-train --steps 75 --run "$WORK/probe" > /dev/null 2> "$WORK/probe.err" || { tail -n 20 "$WORK/probe.err"; exit 1; }
+stamp "probe the speed of a step: ${OPTS[*]}"
+if ! train --steps 75 --run "$WORK/probe" > /dev/null 2> "$WORK/probe.err"; then
+  tail -n 20 "$WORK/probe.err" | tee -a "$OUT/log.txt"
+  [ "$COMPILE" = 1 ] || exit 1
+  stamp "the probe failed; again without --compile"
+  unset 'OPTS[${#OPTS[@]}-1]'
+  rm -rf "$WORK/probe"
+  train --steps 75 --run "$WORK/probe" > /dev/null 2> "$WORK/probe.err" || { tail -n 20 "$WORK/probe.err"; exit 1; }
+fi
 STEPS=$(python3 - "$WORK/probe/log.jsonl" "$TRAIN_SECONDS" <<'EOF'
 import json, sys
 log = [json.loads(line) for line in open(sys.argv[1])]
