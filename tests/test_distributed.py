@@ -46,7 +46,11 @@ def ray_processes() -> list[str]:
 def local_ray():
     if sys.platform != "linux":
         pytest.skip("the check for Ray processes left running reads /proc")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # The workers' rollouts are compared with local ones on one torch thread (one_torch_thread), and a float
+    # sum depends on the thread count: the workers get one thread too, whatever OMP_NUM_THREADS the shell
+    # exports (Ray hands it on to them).
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     yield
     ray.shutdown()
     deadline = time.monotonic() + 30
