@@ -185,6 +185,7 @@ def test_compiled_training_follows_the_eager_run_and_keeps_its_checkpoint_names(
     losses = {}
     for compiled in (False, True):
         torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()  # other tests' compiled graphs
         tc = WorldModelTraining(steps=20, batch_size=4, clip_frames=6, warmup=5, lr=1e-3, log_every=5,
                                 ckpt_every=10, teacher_forcing=True, loss="x0", compile=compiled)
         train_world_model(data, KEYS, CAPTIONS, tmp_path / f"run{compiled}", cfg, tc)
