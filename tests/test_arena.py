@@ -318,6 +318,10 @@ def test_bad_arguments_raise_clear_errors():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="unknown reset options"):
         env.reset(seed=123, options={"bogus": 1})  # refused before it re-seeds
+    with pytest.raises(ValueError, match="a seed must be a non-negative int or None, got True"):
+        env.reset(seed=True)  # Gymnasium alone would take it as seed 1
+    with pytest.raises(ValueError, match="got -2"):
+        env.reset(seed=-2)
     reference = ArenaEnv()
     reference.reset(seed=0)
     np.testing.assert_array_equal(env.reset()[0], reference.reset()[0])

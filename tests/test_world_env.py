@@ -247,6 +247,8 @@ def test_bad_prompts_and_options(env, prompt_ckpt):
         env.reset(options={"promt": "typo"})
     with pytest.raises(ValueError, match="both as a keyword and in options"):
         env.reset(prompt="a", options={"prompt": "b"})
+    with pytest.raises(ValueError, match="a seed must be a non-negative int or None, got True"):
+        env.reset(seed=True)
     penv = WaypointWorldEnv(prompt_ckpt)
     with pytest.raises(ValueError, match=r"shape \[P, 32\]"):
         penv.reset(prompt=np.zeros((3, 16), np.float32))

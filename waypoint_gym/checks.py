@@ -24,6 +24,11 @@ def per_env_seeds(seed: int | Sequence[int | None] | None, n: int) -> list[int |
     raise ValueError(f"seed must be None, an int, or a list of {n} seeds (one per env), got {seed!r}")
 
 
+def check_seed(seed: Any) -> int | None:
+    """A single env's reset seed: None or a non-negative int. Gymnasium itself would take `True` as seed 1."""
+    return None if seed is None else _checked_seed(seed)
+
+
 def _checked_seed(seed: Any) -> int:
     if not is_int(seed) or seed < 0:
         raise ValueError(f"a seed must be a non-negative int or None, got {seed!r}")

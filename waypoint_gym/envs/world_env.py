@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from waypoint_gym.checks import check_seed
 from waypoint_gym.display import require_display, usable_render_modes
 
 from .rewards import RewardFn
@@ -174,7 +175,7 @@ class WaypointWorldEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         opts = episode_options(prompt, seed_frames, options)
         prompt = self.world.check_prompt(opts["prompt"]) if opts.get("prompt") is not None else None
         frames = self.world.check_seed_frames(opts.get("seed_frames"))
-        super().reset(seed=seed)
+        super().reset(seed=check_seed(seed))
         prompt, frames = episode_start(self.world, self.start_fn, self.np_random, prompt, frames, self.prompt,
                                        self.seed_frames)
         t0 = perf_counter()

@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-from waypoint_gym.checks import is_int, per_env_seeds
+from waypoint_gym.checks import check_seed, is_int, per_env_seeds
 from waypoint_gym.display import require_display, usable_render_modes
 from waypoint_gym.engine.controls import check_actions
 from waypoint_gym.engine.keycodes import DEFAULT_KEYS, keycode
@@ -453,7 +453,7 @@ class ArenaEnv(gym.Env[np.ndarray, dict[str, np.ndarray]]):
         prompt = options.get("prompt", self.prompt)
         if not isinstance(prompt, str):
             raise TypeError(f"options['prompt'] must be a str caption, got {type(prompt).__name__}")
-        super().reset(seed=seed)
+        super().reset(seed=check_seed(seed))
         self._world.reset_world(0, self.np_random, prompt)
         observation = self._world._render()[0]
         if self.render_mode == "human":
