@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -216,7 +217,7 @@ def test_start_frames_train_the_frame_a_prompt_alone_opens_with(tmp_path):
         train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg, bad)
 
 
-def test_fine_tuning_starts_from_a_checkpoint_folder(tmp_path):
+def test_fine_tuning_starts_from_a_checkpoint_folder(tmp_path, caplog):
     from waypoint_gym.training.export import load_teacher
 
     cfg = WaypointConfig(**CFG)
@@ -232,6 +233,10 @@ def test_fine_tuning_starts_from_a_checkpoint_folder(tmp_path):
     _, encoder = train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run5", cfg, tuned)
     moved = [n for n, v in encoder.state_dict().items() if not torch.equal(v, want_encoder.state_dict()[n])]
     assert "tok_emb.weight" in moved, "fine-tuning trains the caption encoder along with the model"
+    with caplog.at_level(logging.WARNING, logger="waypoint_gym.training.world_model"):
+        train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run3", WaypointConfig(**{**CFG, "local_window": 2}),
+                          tc)
+    assert f"fine-tuning {start} with config fields changed: local_window 4 -> 2" in caplog.text
     with pytest.raises(ValueError, match="another architecture"):
         train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run2", WaypointConfig(**{**CFG, "d_model": 32}), tc)
     with pytest.raises(ValueError, match="trained with prediction='velocity', the config to train has "

@@ -181,6 +181,10 @@ def train_world_model(
         unknown = sorted({w for c in captions for w in words(c)} - set(encoder.vocab))
         if unknown:
             raise ValueError(f"{tc.init}'s caption encoder does not know the words {unknown[:10]}")
+        changed = [f"{f.name} {getattr(start.cfg, f.name)!r} -> {getattr(cfg, f.name)!r}"
+                   for f in dataclasses.fields(cfg) if getattr(start.cfg, f.name) != getattr(cfg, f.name)]
+        if changed:  # same tensors, other attention windows, RoPE or schedule: allowed, but said
+            log.warning("fine-tuning %s with config fields changed: %s", tc.init, "; ".join(changed))
     params = list(model.parameters()) + list(encoder.parameters())
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     ema = copy.deepcopy(model).requires_grad_(False)
