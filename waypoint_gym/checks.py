@@ -20,7 +20,7 @@ def per_env_seeds(seed: int | Sequence[int | None] | None, n: int) -> list[int |
     if seed is None or is_int(seed):
         return [None if seed is None else _checked_seed(seed) + i for i in range(n)]
     if isinstance(seed, (Sequence, np.ndarray)) and not isinstance(seed, (str, bytes)) and len(seed) == n:
-        return [None if s is None else _checked_seed(s) for s in seed]
+        return [check_seed(s) for s in seed]
     raise ValueError(f"seed must be None, an int, or a list of {n} seeds (one per env), got {seed!r}")
 
 
