@@ -108,6 +108,11 @@ def test_trains_from_a_collection_and_cached_latents(tmp_path):
     assert report["n_train"] + report["n_val"] == 4 * 5
     head = RewardHead.from_pretrained(tmp_path / "head")
     assert head.config.keys == ["W", "A", "S", "D", "SPACE", "SHIFT"] and head.config.latent_size == (8, 8)
+    first = train_reward_head(latents, tmp_path / "data", tmp_path / "head3", steps=3, batch_size=8, hidden=8,
+                              max_segments=3, progress=False)
+    assert first["n_train"] + first["n_val"] == 3 * 5
+    with pytest.raises(ValueError, match="max_segments must be at least 1, got 0"):
+        train_reward_head(latents, tmp_path / "data", tmp_path / "head0", steps=1, max_segments=0, progress=False)
 
 
 def test_reads_the_dreamed_latents_as_the_step(tmp_path):

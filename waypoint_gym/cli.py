@@ -136,11 +136,11 @@ def train_reward_head(args: argparse.Namespace) -> None:
         from waypoint_gym.training.data import world_model_data
         from waypoint_gym.training.reward_head import one_step_latents
 
-        data, keys, _ = world_model_data(args.data, args.latents)
+        data, keys, _ = world_model_data(args.data, args.latents, args.segments)
         engine = WorldEngine(args.world, device=args.device, batch_size=args.world_batch, seed=0)
         dreamed = one_step_latents(engine, data["latents"], data, keys)
     report = train_reward_head(args.latents, args.data, args.out, steps=args.steps, device=args.device,
-                               dreamed=dreamed, dreamed_by=args.world)
+                               dreamed=dreamed, dreamed_by=args.world, max_segments=args.segments)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
 
 
@@ -332,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", default=None,
                    help="a checkpoint: train on its one-step predictions of the frames (what a dreamed step shows)")
     p.add_argument("--world-batch", type=int, default=64, help="segments predicted at once with --world")
+    p.add_argument("--segments", type=int, default=None,
+                   help="use the collection's first N segments only (default: all); --world predicts only those")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=train_reward_head)
 

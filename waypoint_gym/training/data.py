@@ -170,11 +170,12 @@ class ClipSampler:
         return x0, ctrl, [self.prompts[i] for i in idx]
 
 
-def world_model_data(data_dir: str | os.PathLike, latents: str | os.PathLike) -> tuple[dict, list[str], list[str]]:
+def world_model_data(data_dir: str | os.PathLike, latents: str | os.PathLike,
+                     max_segments: int | None = None) -> tuple[dict, list[str], list[str]]:
     """What world-model training reads: a collection's recorded actions and prompts with its cached latents
-    (`data["latents"]`), its key names and its captions."""
-    data = load_chunks(data_dir, fields=["keys", "mouse", "prompt", "length", "reward"])
-    data["latents"] = load_latents(latents)
+    (`data["latents"]`), its key names and its captions; `max_segments` keeps the first segments only."""
+    data = load_chunks(data_dir, fields=["keys", "mouse", "prompt", "length", "reward"], max_segments=max_segments)
+    data["latents"] = load_latents(latents)[:max_segments]
     return data, list(read_meta(data_dir)["keys"]), sorted(set(map(str, data["prompt"])))
 
 

@@ -119,6 +119,7 @@ def train_reward_head(
     lr: float = 1e-3,
     hidden: int = 64,
     val_fraction: float = 0.1,
+    max_segments: int | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -130,9 +131,12 @@ def train_reward_head(
     as the step's latent (the previous one stays real), for training and for choosing the thresholds;
     `dreamed_by` (that world's name) goes into the report as `one_step_latents_of`.
     The loss is binary cross-entropy per output, positives weighted by negatives / positives of the training
-    split (class-balanced). The last `val_fraction` of the segments is held out to choose the thresholds and
-    to report precision and recall. Saves the head in `out_dir` with `report.json`; returns the report.
+    split (class-balanced). `max_segments` keeps the collection's first segments only. The last `val_fraction`
+    of them is held out to choose the thresholds and to report precision and recall. Saves the head in
+    `out_dir` with `report.json`; returns the report.
     """
+    if max_segments is not None and max_segments < 1:
+        raise ValueError(f"max_segments must be at least 1, got {max_segments}")
     out_dir = Path(out_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if not isinstance(latents, np.ndarray):
@@ -141,7 +145,10 @@ def train_reward_head(
     if not isinstance(data, dict):
         meta_path = Path(data) / "meta.json"
         meta_keys = json.loads(meta_path.read_text()).get("keys") if meta_path.exists() else None
-        data = load_chunks(data, ["keys", "mouse", "reward", "terminated", "length"])
+        data = load_chunks(data, ["keys", "mouse", "reward", "terminated", "length"], max_segments)
+    else:
+        data = {k: v[:max_segments] for k, v in data.items()}
+    latents = latents[:max_segments]
     n_segments, segment_len = data["keys"].shape[:2]
     if tuple(latents.shape[:2]) != (n_segments, segment_len):
         raise ValueError(f"latents {tuple(latents.shape)} do not match {n_segments} segments of {segment_len}")
