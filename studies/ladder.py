@@ -274,9 +274,18 @@ def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: in
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
+def latent_detail(x: torch.Tensor, w: torch.Tensor) -> float:
+    """Summed absolute differences between neighbouring latent pixels [n, C, h, w] where the mask w [n, 1, h, w]
+    holds on both: how much edge a frame has (a blur has less than the frame it blurs)."""
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs() * w[..., :, 1:] * w[..., :, :-1]
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs() * w[..., 1:, :] * w[..., :-1, :]
+    return (dx.sum() + dy.sum()).item()
+
+
 @torch.no_grad()
 def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int = 1, caption: str = CAPTION) -> dict:
-    """Masked x0 errors at sigma 1 from clean context on every frame after the first: model, blur, copy."""
+    """Masked x0 errors at sigma 1 from clean context on every frame after the first: model, blur, copy; and
+    the detail ratio of the model's and the blur's predictions (their latent edges over the true frames')."""
     cfg = model.cfg
     lat = torch.as_tensor(held_out["latents"][:, :CLIP_FRAMES])
     n = lat.shape[0]
@@ -288,6 +297,7 @@ def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int =
     emb, _ = encoder([caption] * n)
     g = torch.Generator().manual_seed(seed)
     sq = {"model": [], "blur": [], "copy": []}
+    edges = {"model": 0.0, "blur": 0.0, "true": 0.0}
     for f in range(1, CLIP_FRAMES):
         x = lat[:, : f + 1].clone()
         x[:, f] = torch.randn(x[:, f].shape, generator=g)
@@ -298,7 +308,10 @@ def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int =
         w = mask[:, f]
         for name, pred in (("model", x[:, f] - v[:, f]), ("blur", blur[:, f]), ("copy", lat[:, f - 1])):
             sq[name].append(((pred - lat[:, f]) ** 2 * w).sum().item() / (w.sum().item() * cfg.channels))
-    return {k: float(np.mean(v)) for k, v in sq.items()}
+        for name, frame in (("model", x[:, f] - v[:, f]), ("blur", blur[:, f]), ("true", lat[:, f])):
+            edges[name] += latent_detail(frame, w)
+    return {**{k: float(np.mean(v)) for k, v in sq.items()},
+            "detail": edges["model"] / edges["true"], "blur_detail": edges["blur"] / edges["true"]}
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -339,12 +352,13 @@ def run_rung(rung: str, recipe: str, steps: int, eval_every: int, out_dir: Path,
     def evaluate(step, ema, encoder):
         nonlocal reached
         errs = one_step_errors(ema, encoder, held_out, keys)
-        curve.append({"step": step, "error": errs["model"], "s": round(time.time() - t0, 1)})
+        curve.append({"step": step, "error": errs["model"], "detail": round(errs["detail"], 4),
+                      "s": round(time.time() - t0, 1)})
         if reached is None and errs["model"] < 0.1 * errs["blur"]:
             reached = step
         print(f"  {recipe} {rung} step {step}: error {errs['model']:.4f} (blur {errs['blur']:.4f}, "
-              f"copy {errs['copy']:.4f})", flush=True)
-        baselines.update(blur=errs["blur"], copy=errs["copy"])
+              f"copy {errs['copy']:.4f}), detail {errs['detail']:.3f} (blur {errs['blur_detail']:.3f})", flush=True)
+        baselines.update(blur=errs["blur"], copy=errs["copy"], blur_detail=errs["blur_detail"])
         return reached is not None and args.stop_early
 
     baselines: dict = {}
@@ -393,9 +407,10 @@ def score_checkpoints(folders: list[str], args) -> list[dict]:
         if model.cfg.latent_shape != ARENA_LATENT:
             raise ValueError(f"{folder}: latents {model.cfg.latent_shape}, the arena's are {ARENA_LATENT}")
         errs = one_step_errors(model.eval(), encoder.eval(), held_out, ARENA_KEYS, caption=ARENA_CAPTION)
-        print(f"  {folder} arena: error {errs['model']:.4f} (blur {errs['blur']:.4f}, copy {errs['copy']:.4f})")
+        print(f"  {folder} arena: error {errs['model']:.4f} (blur {errs['blur']:.4f}, copy {errs['copy']:.4f}), "
+              f"detail {errs['detail']:.3f} (blur {errs['blur_detail']:.3f})")
         out.append({"rung": "arena", "checkpoint": folder, "blur": errs["blur"], "copy": errs["copy"],
-                    "error": errs["model"]})
+                    "error": errs["model"], "detail": errs["detail"], "blur_detail": errs["blur_detail"]})
     return out
 
 

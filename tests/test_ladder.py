@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from waypoint_gym.engine import WaypointConfig
 
@@ -72,3 +73,15 @@ def test_a_recipe_climbs_a_rung_and_reports_its_baselines(tmp_path, one_torch_th
     assert ladder.recipe_parts("toy-recipe+d_model=128+lr=0.002") == (
         {**ladder.RECIPES["toy-recipe"][0], "d_model": 128}, {**ladder.RECIPES["toy-recipe"][1], "lr": 0.002})
     assert "| copy | " in ladder.markdown_table([res])
+    assert 0 < res["curve"][-1]["detail"] and res["blur_detail"] < 0.5  # the mean of random fields is flat
+
+
+def test_latent_detail_counts_edges_where_the_mask_holds():
+    frame = torch.zeros(1, 4, 8, 8)
+    frame[..., 4:] = 1.0  # one vertical edge, 8 rows x 4 channels long
+    everywhere = torch.ones(1, 1, 8, 8)
+    assert ladder.latent_detail(frame, everywhere) == 32
+    assert ladder.latent_detail(0.5 * frame, everywhere) == 16  # a ramp of half the height
+    left = everywhere.clone()
+    left[..., 4:] = 0
+    assert ladder.latent_detail(frame, left) == 0  # the edge crosses out of the known region

@@ -118,6 +118,28 @@ def test_teacher_forcing_scores_every_frame_from_the_clean_frames_before_it():
         torch.testing.assert_close(err[:, F_ + f - 1], want, atol=1e-5, rtol=1e-4)
 
 
+def test_x0_l1_scores_the_absolute_error_of_the_implied_clean_frame():
+    F_ = 4
+    cfg, model, encoder, data, x0, ctrl = untrained_x0_world(6, F_)
+    tc = WorldModelTraining(teacher_forcing=True, loss="x0_l1", prompt_dropout=0.0, ctrl_dropout=0.0)
+    seen, forward = {}, model.forward
+
+    def spy(x, sigma, t, c, emb, **kw):
+        seen.update(x=x, sigma=sigma, v=forward(x, sigma, t, c, emb, **kw))
+        return seen["v"]
+
+    model.forward = spy
+    with torch.no_grad():
+        err, _ = clip_errors(model, encoder, x0, ctrl, list(data["prompt"]), CleanContextMask(cfg, F_), tc,
+                             torch.Generator().manual_seed(0))
+    s = seen["sigma"][:, F_:, None, None, None]
+    gap = seen["x"][:, F_:] - s * seen["v"][:, F_:] - x0[:, 1:]
+    torch.testing.assert_close(err[:, F_:], gap.abs().mean(dim=(2, 3, 4)))
+    assert not torch.allclose(err[:, F_:], gap.pow(2).mean(dim=(2, 3, 4)))
+    with pytest.raises(ValueError, match="loss must be one of velocity, x0, x0_l1, got 'l1'"):
+        train_world_model(data, KEYS, CAPTIONS, "unused", cfg, WorldModelTraining(loss="l1"))
+
+
 def test_rollout_context_scores_the_recorded_frames_from_the_models_own_dream():
     """With rollout_context the clean half of the pass is the model's open-loop rollout from frame 0 (as
     `rollout`, which matches WorldEngine.gen_latent, makes it); the frames scored stay the recorded ones."""

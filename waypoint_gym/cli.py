@@ -295,8 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra single frames per step trained from the prompt alone (an episode's first frame)")
     p.add_argument("--init", default=None,
                    help="a checkpoint folder to start from: its weights and caption encoder (fine-tuning)")
-    p.add_argument("--loss", choices=["velocity", "x0"], default="velocity",
-                   help="the velocity error, or the clean frame's (for worlds with prediction: x0)")
+    p.add_argument("--loss", choices=["velocity", "x0", "x0_l1"], default="velocity",
+                   help="the velocity error, or the clean frame's squared (x0) or absolute (x0_l1) error (for worlds "
+                        "with prediction: x0)")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -35,6 +35,9 @@ from .self_forcing import clean_then_noisy, rollout
 log = logging.getLogger(__name__)
 
 
+LOSSES = ("velocity", "x0", "x0_l1")  # WorldModelTraining.loss
+
+
 @dataclass
 class WorldModelTraining:
     steps: int = 2000
@@ -54,7 +57,9 @@ class WorldModelTraining:
     start_frames: int = 0  # extra frames per step generated from the prompt alone, as an episode's first frame
     init: str | None = None  # a checkpoint folder whose weights and caption encoder to start from (fine-tuning)
     prompt_dropout: float = 0.1
-    loss: str = "velocity"  # "velocity": the rectified-flow target; "x0": the clean frame's error, unweighted
+    loss: str = "velocity"  # "velocity": the rectified-flow target; "x0": the clean frame's squared error,
+    # unweighted; "x0_l1": its absolute error (the optimum is the per-value median of the possible next frames,
+    # not their mean: an edge whose place is uncertain stays an edge instead of a ramp)
     seed: int = 0
     device: str = "cpu"
     log_every: int = 25
@@ -123,8 +128,9 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     emb = torch.where(drop_prompt[:, None, None], model.null_prompt(emb), emb)
     drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
     v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl).float()
-    if tc.loss == "x0":  # the error of the clean frame the velocity implies, x - sigma v, at every sigma alike
-        return (x - s * v - x0).pow(2).mean(dim=(2, 3, 4)), carries_loss
+    if tc.loss in ("x0", "x0_l1"):  # the error of the clean frame the velocity implies, x - sigma v, at every sigma
+        err = x - s * v - x0
+        return (err.abs() if tc.loss == "x0_l1" else err.pow(2)).mean(dim=(2, 3, 4)), carries_loss
     return (v - (noise - x0)).pow(2).mean(dim=(2, 3, 4)), carries_loss
 
 
@@ -149,8 +155,8 @@ def train_world_model(
     `on_checkpoint(step, ema, encoder)` runs after each checkpoint; training stops early when it returns True.
     """
     tc = tc or WorldModelTraining()
-    if tc.loss not in ("velocity", "x0"):
-        raise ValueError(f"loss must be 'velocity' or 'x0', got {tc.loss!r}")
+    if tc.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {tc.loss!r}")
     if not 0.0 <= tc.rollout_context <= 1.0 or (tc.rollout_context and not tc.teacher_forcing):
         raise ValueError(f"rollout_context must be in [0, 1] and needs teacher_forcing, got {tc.rollout_context} "
                          f"with teacher_forcing={tc.teacher_forcing}")
