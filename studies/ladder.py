@@ -283,9 +283,11 @@ def latent_detail(x: torch.Tensor, w: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int = 1, caption: str = CAPTION) -> dict:
+def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int = 1, caption: str = CAPTION,
+                    pick: np.ndarray | None = None) -> dict:
     """Masked x0 errors at sigma 1 from clean context on every frame after the first: model, blur, copy; and
-    the detail ratio of the model's and the blur's predictions (their latent edges over the true frames')."""
+    the detail ratio of the model's and the blur's predictions (their latent edges over the true frames').
+    `pick` [n, frames] (bool) scores only the frames it marks."""
     cfg = model.cfg
     lat = torch.as_tensor(held_out["latents"][:, :CLIP_FRAMES])
     n = lat.shape[0]
@@ -293,6 +295,8 @@ def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int =
                                            resolve_keys(keys, cfg.n_buttons)[1], cfg.n_buttons))
     ctrl[:, 0] = 0
     mask = torch.as_tensor(held_out["mask"][:, :CLIP_FRAMES])[:, :, None].float()  # [n, F, 1, h, w]
+    if pick is not None:
+        mask = mask * torch.as_tensor(pick[:, :CLIP_FRAMES], dtype=torch.float32)[:, :, None, None, None]
     blur = torch.as_tensor(held_out["blur"][:, :CLIP_FRAMES])
     emb, _ = encoder([caption] * n)
     g = torch.Generator().manual_seed(seed)
@@ -306,6 +310,8 @@ def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int =
         t = torch.arange(f + 1).expand(n, -1)
         v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(cfg, f + 1, "cpu"))
         w = mask[:, f]
+        if not w.any():
+            continue
         for name, pred in (("model", x[:, f] - v[:, f]), ("blur", blur[:, f]), ("copy", lat[:, f - 1])):
             sq[name].append(((pred - lat[:, f]) ** 2 * w).sum().item() / (w.sum().item() * cfg.channels))
         for name, frame in (("model", x[:, f] - v[:, f]), ("blur", blur[:, f]), ("true", lat[:, f])):
@@ -409,9 +415,25 @@ def score_checkpoints(folders: list[str], args) -> list[dict]:
         errs = one_step_errors(model.eval(), encoder.eval(), held_out, ARENA_KEYS, caption=ARENA_CAPTION)
         print(f"  {folder} arena: error {errs['model']:.4f} (blur {errs['blur']:.4f}, copy {errs['copy']:.4f}), "
               f"detail {errs['detail']:.3f} (blur {errs['blur_detail']:.3f})")
+        by_turn = {}
+        for name, pick in turn_bins(held_out).items():
+            e = one_step_errors(model, encoder, held_out, ARENA_KEYS, caption=ARENA_CAPTION, pick=pick)
+            by_turn[name] = {"frames": int(pick[:, 1:CLIP_FRAMES].sum()), "error": e["model"], "blur": e["blur"],
+                             "copy": e["copy"], "detail": e["detail"], "blur_detail": e["blur_detail"]}
+            print(f"    {name}: error {e['model']:.4f} (blur {e['blur']:.4f}, copy {e['copy']:.4f}), "
+                  f"detail {e['detail']:.3f} (blur {e['blur_detail']:.3f})")
         out.append({"rung": "arena", "checkpoint": folder, "blur": errs["blur"], "copy": errs["copy"],
-                    "error": errs["model"], "detail": errs["detail"], "blur_detail": errs["blur_detail"]})
+                    "error": errs["model"], "detail": errs["detail"], "blur_detail": errs["blur_detail"],
+                    "by_motion": by_turn})
     return out
+
+
+def turn_bins(held_out: dict) -> dict[str, np.ndarray]:
+    """The arena rung's frames split by how far their step turns (|mouse x|, in thirds) and whether it walks (W)."""
+    turn = np.abs(held_out["mouse"][..., 0])
+    walk = held_out["keys"][..., ARENA_KEYS.index("W")] == 1
+    return {"turn < 1/3": turn < 1 / 3, "turn 1/3-2/3": (turn >= 1 / 3) & (turn < 2 / 3), "turn > 2/3": turn >= 2 / 3,
+            "walking (W)": walk, "not walking": ~walk}
 
 
 def main() -> None:
