@@ -283,25 +283,18 @@ def latent_detail(x: torch.Tensor, w: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int = 1, caption: str = CAPTION,
-                    pick: np.ndarray | None = None) -> dict:
-    """Masked x0 errors at sigma 1 from clean context on every frame after the first: model, blur, copy; and
-    the detail ratio of the model's and the blur's predictions (their latent edges over the true frames').
-    `pick` [n, frames] (bool) scores only the frames it marks."""
+def one_step_predictions(model, encoder, held_out: dict, keys: list[str], seed: int = 1,
+                         caption: str = CAPTION) -> torch.Tensor:
+    """The model's x0 at sigma 1 from clean context for every frame after the first: [n, F - 1, C, h, w]."""
     cfg = model.cfg
     lat = torch.as_tensor(held_out["latents"][:, :CLIP_FRAMES])
     n = lat.shape[0]
     ctrl = torch.as_tensor(control_vectors(held_out["keys"][:, :CLIP_FRAMES], held_out["mouse"][:, :CLIP_FRAMES],
                                            resolve_keys(keys, cfg.n_buttons)[1], cfg.n_buttons))
     ctrl[:, 0] = 0
-    mask = torch.as_tensor(held_out["mask"][:, :CLIP_FRAMES])[:, :, None].float()  # [n, F, 1, h, w]
-    if pick is not None:
-        mask = mask * torch.as_tensor(pick[:, :CLIP_FRAMES], dtype=torch.float32)[:, :, None, None, None]
-    blur = torch.as_tensor(held_out["blur"][:, :CLIP_FRAMES])
     emb, _ = encoder([caption] * n)
     g = torch.Generator().manual_seed(seed)
-    sq = {"model": [], "blur": [], "copy": []}
-    edges = {"model": 0.0, "blur": 0.0, "true": 0.0}
+    preds = []
     for f in range(1, CLIP_FRAMES):
         x = lat[:, : f + 1].clone()
         x[:, f] = torch.randn(x[:, f].shape, generator=g)
@@ -309,15 +302,37 @@ def one_step_errors(model, encoder, held_out: dict, keys: list[str], seed: int =
         sigma[:, f] = 1.0
         t = torch.arange(f + 1).expand(n, -1)
         v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(cfg, f + 1, "cpu"))
+        preds.append(x[:, f] - v[:, f])
+    return torch.stack(preds, 1)
+
+
+def one_step_scores(preds: torch.Tensor, held_out: dict, pick: np.ndarray | None = None) -> dict:
+    """Masked x0 errors of the one-step predictions [n, F - 1, C, h, w], the blur and the copy; and the detail
+    ratio of the predictions and of the blur (their latent edges over the true frames'). `pick` [n, frames]
+    (bool) scores only the frames it marks."""
+    lat = torch.as_tensor(held_out["latents"][:, :CLIP_FRAMES])
+    mask = torch.as_tensor(held_out["mask"][:, :CLIP_FRAMES])[:, :, None].float()  # [n, F, 1, h, w]
+    if pick is not None:
+        mask = mask * torch.as_tensor(pick[:, :CLIP_FRAMES], dtype=torch.float32)[:, :, None, None, None]
+    blur = torch.as_tensor(held_out["blur"][:, :CLIP_FRAMES])
+    channels = lat.shape[2]
+    sq = {"model": [], "blur": [], "copy": []}
+    edges = {"model": 0.0, "blur": 0.0, "true": 0.0}
+    for f in range(1, CLIP_FRAMES):
         w = mask[:, f]
         if not w.any():
             continue
-        for name, pred in (("model", x[:, f] - v[:, f]), ("blur", blur[:, f]), ("copy", lat[:, f - 1])):
-            sq[name].append(((pred - lat[:, f]) ** 2 * w).sum().item() / (w.sum().item() * cfg.channels))
-        for name, frame in (("model", x[:, f] - v[:, f]), ("blur", blur[:, f]), ("true", lat[:, f])):
+        for name, pred in (("model", preds[:, f - 1]), ("blur", blur[:, f]), ("copy", lat[:, f - 1])):
+            sq[name].append(((pred - lat[:, f]) ** 2 * w).sum().item() / (w.sum().item() * channels))
+        for name, frame in (("model", preds[:, f - 1]), ("blur", blur[:, f]), ("true", lat[:, f])):
             edges[name] += latent_detail(frame, w)
     return {**{k: float(np.mean(v)) for k, v in sq.items()},
             "detail": edges["model"] / edges["true"], "blur_detail": edges["blur"] / edges["true"]}
+
+
+def score_line(errs: dict) -> str:
+    return (f"error {errs['model']:.4f} (blur {errs['blur']:.4f}, copy {errs['copy']:.4f}), "
+            f"detail {errs['detail']:.3f} (blur {errs['blur_detail']:.3f})")
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -357,13 +372,12 @@ def run_rung(rung: str, recipe: str, steps: int, eval_every: int, out_dir: Path,
 
     def evaluate(step, ema, encoder):
         nonlocal reached
-        errs = one_step_errors(ema, encoder, held_out, keys)
+        errs = one_step_scores(one_step_predictions(ema, encoder, held_out, keys), held_out)
         curve.append({"step": step, "error": errs["model"], "detail": round(errs["detail"], 4),
                       "s": round(time.time() - t0, 1)})
         if reached is None and errs["model"] < 0.1 * errs["blur"]:
             reached = step
-        print(f"  {recipe} {rung} step {step}: error {errs['model']:.4f} (blur {errs['blur']:.4f}, "
-              f"copy {errs['copy']:.4f}), detail {errs['detail']:.3f} (blur {errs['blur_detail']:.3f})", flush=True)
+        print(f"  {recipe} {rung} step {step}: {score_line(errs)}", flush=True)
         baselines.update(blur=errs["blur"], copy=errs["copy"], blur_detail=errs["blur_detail"])
         return reached is not None and args.stop_early
 
@@ -412,19 +426,18 @@ def score_checkpoints(folders: list[str], args) -> list[dict]:
         model, encoder = load_teacher(folder)
         if model.cfg.latent_shape != ARENA_LATENT:
             raise ValueError(f"{folder}: latents {model.cfg.latent_shape}, the arena's are {ARENA_LATENT}")
-        errs = one_step_errors(model.eval(), encoder.eval(), held_out, ARENA_KEYS, caption=ARENA_CAPTION)
-        print(f"  {folder} arena: error {errs['model']:.4f} (blur {errs['blur']:.4f}, copy {errs['copy']:.4f}), "
-              f"detail {errs['detail']:.3f} (blur {errs['blur_detail']:.3f})")
-        by_turn = {}
+        preds = one_step_predictions(model.eval(), encoder.eval(), held_out, ARENA_KEYS, caption=ARENA_CAPTION)
+        errs = one_step_scores(preds, held_out)
+        print(f"  {folder} arena: {score_line(errs)}")
+        by_motion = {}
         for name, pick in turn_bins(held_out).items():
-            e = one_step_errors(model, encoder, held_out, ARENA_KEYS, caption=ARENA_CAPTION, pick=pick)
-            by_turn[name] = {"frames": int(pick[:, 1:CLIP_FRAMES].sum()), "error": e["model"], "blur": e["blur"],
-                             "copy": e["copy"], "detail": e["detail"], "blur_detail": e["blur_detail"]}
-            print(f"    {name}: error {e['model']:.4f} (blur {e['blur']:.4f}, copy {e['copy']:.4f}), "
-                  f"detail {e['detail']:.3f} (blur {e['blur_detail']:.3f})")
+            e = one_step_scores(preds, held_out, pick)
+            by_motion[name] = {"frames": int(pick[:, 1:CLIP_FRAMES].sum()), "error": e["model"], "blur": e["blur"],
+                               "copy": e["copy"], "detail": e["detail"], "blur_detail": e["blur_detail"]}
+            print(f"    {name}: {score_line(e)}")
         out.append({"rung": "arena", "checkpoint": folder, "blur": errs["blur"], "copy": errs["copy"],
                     "error": errs["model"], "detail": errs["detail"], "blur_detail": errs["blur_detail"],
-                    "by_motion": by_turn})
+                    "by_motion": by_motion})
     return out
 
 
