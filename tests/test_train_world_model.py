@@ -20,6 +20,7 @@ from waypoint_gym.training.world_model import (
     WorldModelTraining,
     clip_errors,
     control_sensitivity,
+    make_optimizers,
     prompt_start_error,
     sample_sigmas,
     scale_ctrl_init,
@@ -201,6 +202,32 @@ def test_training_learns_resumes_and_exports(tmp_path):
     assert frames.shape == (2, 16, 16, 3) and frames.dtype == np.uint8
     with pytest.raises(TypeError, match="prompt must be a str"):
         eng.set_prompt(None)
+
+
+def test_muon_steps_the_block_matrices_learns_and_resumes_with_its_momentum(tmp_path):
+    data, cfg = toy_data(), WaypointConfig(**CFG)
+    model, encoder = WaypointModel(cfg), CaptionEncoder.for_captions(CAPTIONS, 32)
+    adamw, muon = make_optimizers(model, encoder, WorldModelTraining(optimizer="muon"))
+    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        assert (id(p) in in_muon) == (name.startswith("transformer.") and p.ndim == 2), name
+    assert len(in_muon) + sum(len(g["params"]) for g in adamw.param_groups) == \
+        len(list(model.parameters())) + len(list(encoder.parameters()))
+    with pytest.raises(ValueError, match="optimizer must be one of adamw, muon, got 'sgd'"):
+        make_optimizers(model, encoder, WorldModelTraining(optimizer="sgd"))
+
+    tc = WorldModelTraining(steps=200, batch_size=16, clip_frames=6, warmup=10, lr=1e-3, ema_decay=0.95,
+                            log_every=50, ckpt_every=100, optimizer="muon")
+    torch.manual_seed(0)
+    untrained = teacher_forced_error(WaypointModel(cfg), CaptionEncoder.for_captions(CAPTIONS, 32), data, KEYS, 6)
+    train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg, WorldModelTraining(**{**tc.__dict__, "steps": 100}))
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert len(state["muon"]) == 1 and all("momentum_buffer" in s for s in state["muon"][0]["state"].values())
+    with pytest.raises(ValueError, match="was saved with another optimizer than 'adamw'"):
+        train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg, WorldModelTraining(**{**tc.__dict__,
+                                                                                            "optimizer": "adamw"}))
+    model, encoder = train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg, tc)  # resumes at step 100
+    assert teacher_forced_error(model, encoder, data, KEYS, 6) < 0.5 * untrained
 
 
 def test_compiled_training_follows_the_eager_run_and_keeps_its_checkpoint_names(tmp_path):

@@ -93,7 +93,7 @@ def train_world_model(args: argparse.Namespace) -> None:
                             clean_context_prob=args.clean_context_prob, ctrl_init_scale=args.ctrl_init_scale,
                             start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed,
                             loss=args.loss, time_limit=args.time_limit, teacher_forcing=args.teacher_forcing,
-                            rollout_context=args.rollout_context, compile=args.compile)
+                            rollout_context=args.rollout_context, compile=args.compile, optimizer=args.optimizer)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
     ae = None
     if args.autoencoder:
@@ -298,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=["velocity", "x0", "x0_l1"], default="velocity",
                    help="the velocity error, or the clean frame's squared (x0) or absolute (x0_l1) error (for worlds "
                         "with prediction: x0)")
+    p.add_argument("--optimizer", choices=["adamw", "muon"], default="adamw",
+                   help="muon: the transformer blocks' weight matrices step by Muon, the rest by AdamW")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

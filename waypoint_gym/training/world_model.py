@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 
 LOSSES = ("velocity", "x0", "x0_l1")  # WorldModelTraining.loss
+OPTIMIZERS = ("adamw", "muon")  # WorldModelTraining.optimizer
 
 
 @dataclass
@@ -60,6 +61,8 @@ class WorldModelTraining:
     loss: str = "velocity"  # "velocity": the rectified-flow target; "x0": the clean frame's squared error,
     # unweighted; "x0_l1": its absolute error (the optimum is the per-value median of the possible next frames,
     # not their mean: an edge whose place is uncertain stays an edge instead of a ramp)
+    optimizer: str = "adamw"  # "muon": the transformer blocks' weight matrices step by Muon (orthogonalised
+    # momentum, its step scaled to AdamW's size so lr and weight decay carry over); everything else by AdamW
     seed: int = 0
     device: str = "cpu"
     log_every: int = 25
@@ -141,6 +144,22 @@ def lr_at(step: int, tc: WorldModelTraining) -> float:
     return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def make_optimizers(model: WaypointModel, encoder: CaptionEncoder, tc: WorldModelTraining) -> list:
+    """[AdamW] or, with `tc.optimizer == "muon"`, [AdamW, Muon]: Muon takes the 2-D weights inside the
+    transformer blocks; embeddings, the output head, norms, scalars and the caption encoder stay with AdamW."""
+    if tc.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {tc.optimizer!r}")
+    muon = tc.optimizer == "muon"
+    matrices = [p for n, p in model.named_parameters() if muon and p.ndim == 2 and n.startswith("transformer.")]
+    chosen = {id(p) for p in matrices}
+    rest = [p for p in [*model.parameters(), *encoder.parameters()] if id(p) not in chosen]
+    opts = [torch.optim.AdamW(rest, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))]
+    if matrices:
+        opts.append(torch.optim.Muon(matrices, lr=tc.lr, weight_decay=tc.weight_decay,
+                                     adjust_lr_fn="match_rms_adamw"))
+    return opts
+
+
 def train_world_model(
     data: dict,
     key_names: list[str],
@@ -192,7 +211,7 @@ def train_world_model(
         if changed:  # same tensors, other attention windows, RoPE or schedule: allowed, but said
             log.warning("fine-tuning %s with config fields changed: %s", tc.init, "; ".join(changed))
     params = list(model.parameters()) + list(encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+    opts = make_optimizers(model, encoder, tc)
     ema = copy.deepcopy(model).requires_grad_(False)
     step = 0
     state_path = run_dir / "train_state.pt"
@@ -201,7 +220,10 @@ def train_world_model(
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         encoder.load_state_dict(state["encoder"])
-        opt.load_state_dict(state["opt"])
+        if len(state.get("muon", [])) != len(opts) - 1:
+            raise ValueError(f"{state_path} was saved with another optimizer than {tc.optimizer!r}")
+        for opt, opt_state in zip(opts, [state["opt"], *state.get("muon", [])]):
+            opt.load_state_dict(opt_state)
         step = state["step"]
         log.info("resumed %s at step %d", run_dir, step)
     if tc.compile:  # in place, after the EMA copy: parameter names, checkpoints and the EMA stay as they are
@@ -223,7 +245,7 @@ def train_world_model(
     bar = tqdm(total=tc.steps, initial=step, desc="world model", unit="step")
     t0, losses = time.time(), []
     while step < tc.steps and (tc.time_limit is None or time.time() - t0 < tc.time_limit):
-        for group in opt.param_groups:
+        for group in (group for opt in opts for group in opt.param_groups):
             group["lr"] = lr_at(step, tc)
         with autocast:
             err, carries = clip_errors(model, encoder, *sampler.sample(tc.batch_size), mask, tc, g)
@@ -232,10 +254,12 @@ def train_world_model(
                 err = torch.cat([err.flatten(), err0.flatten()])
                 carries = torch.cat([carries.flatten(), carries0.flatten()])
         loss = (err * carries).sum() / carries.sum().clamp(min=1)
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        for opt in opts:
+            opt.step()
         with torch.no_grad():
             decay = min(tc.ema_decay, (1 + step) / (10 + step))
             for pe, pm in zip(ema.parameters(), model.parameters()):
@@ -252,7 +276,7 @@ def train_world_model(
         out_of_time = tc.time_limit is not None and time.time() - t0 >= tc.time_limit
         if step % tc.ckpt_every == 0 or step == tc.steps or out_of_time:
             state = {"model": model.state_dict(), "ema": ema.state_dict(), "encoder": encoder.state_dict(),
-                     "opt": opt.state_dict(), "step": step}
+                     "opt": opts[0].state_dict(), "muon": [o.state_dict() for o in opts[1:]], "step": step}
             torch.save(state, state_path.with_suffix(".tmp"))
             state_path.with_suffix(".tmp").replace(state_path)
             if on_checkpoint is not None and on_checkpoint(step, ema.eval(), encoder.eval()):
