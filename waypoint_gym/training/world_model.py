@@ -220,9 +220,10 @@ def train_world_model(
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         encoder.load_state_dict(state["encoder"])
-        if len(state.get("muon", [])) != len(opts) - 1:
+        muon_states = state.get("muon", [])  # absent from states saved before the option existed
+        if len(muon_states) != len(opts) - 1:
             raise ValueError(f"{state_path} was saved with another optimizer than {tc.optimizer!r}")
-        for opt, opt_state in zip(opts, [state["opt"], *state.get("muon", [])]):
+        for opt, opt_state in zip(opts, [state["opt"], *muon_states]):
             opt.load_state_dict(opt_state)
         step = state["step"]
         log.info("resumed %s at step %d", run_dir, step)
