@@ -36,6 +36,7 @@ import torch
 from waypoint_gym.engine.config import WaypointConfig
 from waypoint_gym.engine.controls import control_vectors, resolve_keys
 from waypoint_gym.engine.kv_cache import FrameCausalMask
+from waypoint_gym.engine.model import previous_frames
 from waypoint_gym.training.world_model import WorldModelTraining, train_world_model
 
 KEYS = ["W", "A", "S", "D"]
@@ -301,7 +302,8 @@ def one_step_predictions(model, encoder, held_out: dict, keys: list[str], seed: 
         sigma = torch.zeros(n, f + 1)
         sigma[:, f] = 1.0
         t = torch.arange(f + 1).expand(n, -1)
-        v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(cfg, f + 1, "cpu"))
+        v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(cfg, f + 1, "cpu"),
+                  last_frame=previous_frames(lat[:, : f + 1]))
         preds.append(x[:, f] - v[:, f])
     return torch.stack(preds, 1)
 

@@ -23,7 +23,7 @@ TINY = dict(d_model=64, n_heads=2, n_kv_heads=1, n_layers=2, mlp_ratio=2, channe
             patch=(2, 2), tokens_per_frame=4, n_frames=16, local_window=4, global_window=4,
             global_pinned_dilation=2, global_attn_period=2, n_buttons=256, prompt_embedding_dim=32,
             prompt_conditioning_period=1, ctrl_conditioning_period=1, scheduler_sigmas=[1.0, 0.5, 0.0])
-EXTENDED = {"prediction": "x0", "attn_logit_scale": True, "ctrl_fusion": "gated"}
+EXTENDED = {"prediction": "x0", "attn_logit_scale": True, "ctrl_fusion": "gated", "last_frame_warp": True}
 
 
 def test_published_configs_keep_their_keys_and_default_to_the_published_architecture(parity_dir):
@@ -38,6 +38,8 @@ def test_published_configs_keep_their_keys_and_default_to_the_published_architec
     assert WaypointConfig.from_dict(on.to_dict()) == on
     with pytest.raises(ValueError, match=r"prediction must be one of \('velocity', 'x0'\), got 'eps'"):
         WaypointConfig(**{**TINY, "prediction": "eps"})
+    with pytest.raises(ValueError, match="last_frame_warp needs prediction: x0"):
+        WaypointConfig(**{**TINY, "last_frame_warp": True})
 
 
 def test_an_x0_head_gives_the_velocity_of_its_clean_frame():
@@ -81,6 +83,49 @@ def test_gated_fusion_scales_the_content_features_by_the_control():
                                                     atol=1e-6), "no control: the content path alone"
     with pytest.raises(ValueError, match="ctrl_fusion must be 'concat' or 'gated', got 'sum'"):
         WaypointConfig(**{**TINY, "ctrl_fusion": "sum"})
+
+
+def test_the_last_frame_warp_moves_the_last_frame_by_the_predicted_flow():
+    from waypoint_gym.engine.model import previous_frames, warp
+
+    frames = torch.randn(2, 3, 4, 8, 8)
+    shift = torch.zeros(2, 3, 2, 8, 8)
+    shift[:, :, 0] = 2.0  # every pixel reads the one 2 to its right: the view turns right
+    torch.testing.assert_close(warp(frames, shift)[..., :-2], frames[..., 2:])
+    torch.testing.assert_close(warp(frames, torch.zeros_like(shift)), frames)
+    assert previous_frames(frames)[:, 0].eq(0).all() and previous_frames(frames)[:, 1:].equal(frames[:, :-1])
+
+    torch.manual_seed(0)
+    model = WaypointModel(WaypointConfig(**{**TINY, "prediction": "x0", "last_frame_warp": True})).eval()
+    assert model.warp_flow.weight.eq(0).all(), "starts as the last frame as it is, plus the head"
+    x, last = torch.randn(1, 4, 4, 4), torch.randn(1, 4, 4, 4)
+    sigma, t = torch.ones(1), torch.zeros(1, dtype=torch.long)
+    with torch.no_grad():
+        base = x - model(x, sigma, t, last_frame=torch.zeros_like(last))  # the head alone (sigma 1: x0 = x - v)
+        torch.testing.assert_close(x - model(x, sigma, t, last_frame=last), base + last)
+        model.warp_flow.bias.zero_().view(2, 4)[0] = -1.0  # every pixel reads the one to its left
+        moved = x - model(x, sigma, t, last_frame=last)
+    torch.testing.assert_close((moved - base)[..., 1:], last[..., :-1])
+    with pytest.raises(ValueError, match="this world warps each frame's last frame .* pass last_frame"):
+        model(x, sigma, t)
+
+
+def test_the_engine_warps_the_frame_it_stored_last_and_forgets_it_on_reset(extended_ckpt, one_torch_thread):
+    eng = WorldEngine(extended_ckpt, batch_size=2, speedups=Speedups.plain())
+    seed = torch.randn(2, 4, 4, 4)
+    eng.append_latent(seed)
+    torch.testing.assert_close(eng.last_latent, seed)
+    frame = eng.gen_latent(noise=torch.randn(2, 4, 4, 4))
+    torch.testing.assert_close(eng.last_latent, frame)
+    eng.reset(env_ids=[1])
+    assert eng.last_latent[1].eq(0).all() and eng.last_latent[0].equal(frame[0])
+    noise = torch.randn(1, 4, 4, 4)
+    eng.reset()
+    first = eng.gen_latent(noise=noise, env_ids=[0])
+    eng.reset()
+    eng.append_latent(seed)
+    eng.reset()
+    assert eng.gen_latent(noise=noise, env_ids=[0]).equal(first), "a reset env starts from no last frame"
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +180,6 @@ def test_an_extended_world_runs_as_an_env_and_exports(extended_ckpt, tmp_path, o
     out = export_checkpoint(tmp_path / "world", model, extended_ckpt / "autoencoder",
                             CaptionEncoder.for_captions(["a red room"], 32))
     again, _ = load_teacher(out)
-    assert again.cfg.prediction == "x0" and again.cfg.attn_logit_scale
+    assert again.cfg.prediction == "x0" and again.cfg.attn_logit_scale and again.cfg.last_frame_warp
     for name, value in model.state_dict().items():
         assert torch.equal(again.state_dict()[name].float(), value.half().float()), name  # float16 on disk

@@ -101,7 +101,8 @@ def test_rollout_beyond_n_frames_is_shift_invariant(tmp_path):
     torch.testing.assert_close(runs[1], runs[0], atol=1e-4, rtol=0)
 
 
-EXTENDED = {"prediction": "x0", "attn_logit_scale": True, "ctrl_fusion": "gated"}  # docs/engine.md's extensions
+EXTENDED = {"prediction": "x0", "attn_logit_scale": True, "ctrl_fusion": "gated",  # docs/engine.md's extensions
+            "last_frame_warp": True}
 
 
 @pytest.mark.parametrize("extensions", [{}, EXTENDED], ids=["published", "extended"])
@@ -109,6 +110,7 @@ def test_frame_causal_training_pass_equals_cached_inference(extensions):
     """One teacher-forced pass over a clip (as in training) gives, frame by frame, what cached inference
     gives: clean context frames at sigma 0 and a noisy last frame, with rings that wrap."""
     from waypoint_gym.engine.kv_cache import FrameCausalMask, KVCache
+    from waypoint_gym.engine.model import previous_frames
     from waypoint_gym.engine.world_engine import random_model
 
     cfg = WaypointConfig(
@@ -131,12 +133,13 @@ def test_frame_causal_training_pass_equals_cached_inference(extensions):
     sigma[:, -1] = 0.6
     t = torch.arange(n).expand(B, -1)
     with torch.no_grad():
-        clip = model(x, sigma, t, ctrl, prompt, cache=FrameCausalMask(cfg, n))  # [B, F, C, H, W]
+        last_frame = previous_frames(x)  # read by last_frame_warp only
+        clip = model(x, sigma, t, ctrl, prompt, cache=FrameCausalMask(cfg, n), last_frame=last_frame)
         cache = KVCache(cfg, B)
         for i in range(n):
             last = i == n - 1
             plan = cache.plan(None, commit=not last)
-            v = model(x[:, i], sigma[:, i], cache.frame, ctrl[:, i], prompt, plan, cache)
+            v = model(x[:, i], sigma[:, i], cache.frame, ctrl[:, i], prompt, plan, cache, last_frame=last_frame[:, i])
             if last or cfg.prediction == "velocity":  # an x0 head's velocity at sigma 0 is unused and ill-conditioned
                 torch.testing.assert_close(v, clip[:, i], atol=1e-5, rtol=0, msg=f"frame {i}")
             if not last:

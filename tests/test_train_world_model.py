@@ -297,3 +297,33 @@ def test_fine_tuning_starts_from_a_checkpoint_folder(tmp_path, caplog):
             steps=0, clip_frames=6, init=str(start), ctrl_init_scale=16.0))
     with pytest.raises(ValueError, match=r"does not know the words \['green'\]"):
         train_world_model(toy_data(8), KEYS, CAPTIONS + ["a green room"], tmp_path / "run3", cfg, tc)
+
+
+def test_a_world_given_the_last_frame_warp_starts_as_a_copy_of_its_last_frame(tmp_path):
+    from waypoint_gym.engine.model import previous_frames
+    from waypoint_gym.training.export import load_teacher
+
+    x0_cfg = WaypointConfig(**{**CFG, "prediction": "x0"})
+    torch.manual_seed(1)
+    start = export_checkpoint(tmp_path / "start", WaypointModel(x0_cfg), None,
+                              CaptionEncoder.for_captions(CAPTIONS, 32))
+    warp_cfg = WaypointConfig(**{**CFG, "prediction": "x0", "last_frame_warp": True})
+    tc = WorldModelTraining(steps=0, clip_frames=6, init=str(start))
+    model, encoder = train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run", warp_cfg, tc)
+    assert model.unpatchify.weight.eq(0).all() and model.warp_flow.weight.eq(0).all()
+    want, _ = load_teacher(start)
+    for name, value in want.state_dict().items():
+        if not name.startswith("unpatchify."):
+            assert torch.equal(model.state_dict()[name], value), name
+    data = toy_data(2)
+    x0 = torch.as_tensor(data["latents"][:, :4])
+    sigma, t = torch.ones(2, 4), torch.arange(4).expand(2, -1)
+    emb, _ = encoder(list(data["prompt"]))
+    with torch.no_grad():
+        v = model(torch.zeros_like(x0), sigma, t, None, emb, cache=FrameCausalMask(warp_cfg, 4),
+                  last_frame=previous_frames(x0))
+    torch.testing.assert_close(-v, previous_frames(x0))  # x0 = x - sigma v at sigma 1 from x = 0: the last frame
+    with pytest.raises(ValueError, match="another architecture"):  # the way back would drop a trained head
+        train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run2", x0_cfg,
+                          WorldModelTraining(steps=0, clip_frames=6, init=str(export_checkpoint(
+                              tmp_path / "warped", model, None, encoder))))

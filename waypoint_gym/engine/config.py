@@ -58,6 +58,7 @@ class WaypointConfig:
     prediction: str = "velocity"  # what the output head predicts: "velocity" (noise - x0) or "x0"
     attn_logit_scale: bool = False  # a learned scale per self-attention head on its (capped) logits
     ctrl_fusion: str = "concat"  # "concat": fc1 of concat(x, c); "gated": silu(fc1_x x) * (1 + fc1_c c)
+    last_frame_warp: bool = False  # x0 head only: x0 = the last frame warped by a predicted flow + the head's output
     # Waypoint-1.5 (format addendum); the defaults are Waypoint-1's behaviour.
     model_type: str = "waypoint-1"  # "waypoint-1.5": the state dict is remapped on loading (loading.py)
     temporal_compression: int = 1  # video frames per latent frame: 4 for TAEHV, 1 for the image autoencoder
@@ -91,6 +92,8 @@ class WaypointConfig:
             problems.append(f"ctrl_fusion must be 'concat' or 'gated', got {self.ctrl_fusion!r}")
         if self.prediction not in PREDICTIONS:
             problems.append(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if self.last_frame_warp and self.prediction != "x0":
+            problems.append("last_frame_warp needs prediction: x0 (the warped last frame is a clean-frame estimate)")
         sig = self.scheduler_sigmas
         if len(sig) < 2 or sig[0] != 1.0 or sig[-1] != 0.0 or any(a <= b for a, b in zip(sig, sig[1:])):
             problems.append(f"scheduler_sigmas must descend strictly from 1.0 to 0.0, got {sig}")
@@ -176,7 +179,8 @@ class WaypointConfig:
 
 # This project's extensions of the format for worlds it trains (docs/engine.md), at their defaults, under
 # which a model is exactly the published architecture.
-EXTENSIONS: dict[str, Any] = {"prediction": "velocity", "attn_logit_scale": False, "ctrl_fusion": "concat"}
+EXTENSIONS: dict[str, Any] = {"prediction": "velocity", "attn_logit_scale": False, "ctrl_fusion": "concat",
+                              "last_frame_warp": False}
 # The fields Waypoint-1.5 added (format addendum), whose class defaults are Waypoint-1's behaviour.
 WAYPOINT_15_FIELDS = ("model_type", "temporal_compression", "base_fps", "inference_fps", "taehv_ae",
                       "auto_aspect_ratio", "rope_nyquist_frac", "rope_theta", "moe")

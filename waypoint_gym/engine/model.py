@@ -57,6 +57,23 @@ class NullEmbedding(nn.Module):
         self.null_emb = nn.Parameter(torch.zeros(1, 1, dim))
 
 
+def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """frames [B, F, C, H, W] sampled (bilinear, edges repeated) at each pixel plus flow [B, F, 2, H, W] (x, y in
+    pixels): out[..., i, j] = frames[..., i + flow_y, j + flow_x]."""
+    B, n, C, H, W = frames.shape
+    ys = (torch.arange(H, device=flow.device, dtype=flow.dtype) + 0.5) * (2 / H) - 1  # pixel centres in [-1, 1]
+    xs = (torch.arange(W, device=flow.device, dtype=flow.dtype) + 0.5) * (2 / W) - 1
+    grid = torch.stack([xs[None, :] + flow[:, :, 0] * (2 / W), ys[:, None] + flow[:, :, 1] * (2 / H)], -1)
+    out = F.grid_sample(frames.flatten(0, 1), grid.flatten(0, 1), mode="bilinear", padding_mode="border",
+                        align_corners=False)
+    return out.view(B, n, C, H, W)
+
+
+def previous_frames(frames: torch.Tensor) -> torch.Tensor:
+    """[B, F, C, H, W] -> the frame before each one, zeros before the first: a sequence's `last_frame`."""
+    return torch.cat([torch.zeros_like(frames[:, :1]), frames[:, :-1]], 1)
+
+
 def sigma_features(sigma: torch.Tensor) -> torch.Tensor:
     """[B] noise levels -> [B, 512] sinusoidal features, in float32."""
     s = sigma.float()[:, None] * 1000
@@ -120,6 +137,7 @@ class FrameInputs:
     prompt_mask: torch.Tensor | None  # [B, 1, 1, P] rows that exist for each env, None when all do
     plan: FramePlan | None  # which ring slots each env sees and writes
     cache: KVCache | FrameCausalMask | None  # the KV cache at inference, the frame-causal mask in training
+    last_frame: torch.Tensor | None = None  # [B, 1|F, C, H, W] each frame's previous clean latent (last_frame_warp)
 
 
 def attention(q, k, v, mask) -> torch.Tensor:
@@ -307,6 +325,10 @@ class WaypointModel(nn.Module):
         self.transformer = Transformer(cfg)
         self.out_norm = OutNorm(D)
         self.unpatchify = nn.Linear(D, cfg.channels * ph * pw)
+        if cfg.last_frame_warp:  # a flow (x, y) in latent pixels per latent pixel; zero: the last frame as it is
+            self.warp_flow = nn.Linear(D, 2 * ph * pw)
+            nn.init.zeros_(self.warp_flow.weight)
+            nn.init.zeros_(self.warp_flow.bias)
         self.init_buffers()
 
     def init_buffers(self) -> None:
@@ -343,11 +365,15 @@ class WaypointModel(nn.Module):
         cache: KVCache | FrameCausalMask | None = None,
         prompt_mask: torch.Tensor | None = None,  # [B, P] bool rows that exist, None when all do
         ctrl_null: torch.Tensor | None = None,  # [B] bool: use the null control embedding (CFG, training)
+        last_frame: torch.Tensor | None = None,  # [B, C, H, W] or [B, F, C, H, W] (worlds with last_frame_warp)
     ) -> FrameInputs:
         """What every block needs besides x; the same for all denoising passes of a frame, so built once."""
         cfg = self.cfg
         if t.ndim == 1:  # one frame per env
             t, ctrl = t[:, None], None if ctrl is None else ctrl[:, None]
+            last_frame = None if last_frame is None else last_frame[:, None]
+        if cfg.last_frame_warp and last_frame is None:
+            raise ValueError("this world warps each frame's last frame (last_frame_warp): pass last_frame")
         T, dtype = cfg.tokens_per_frame, self.patchify.weight.dtype
         c = self.embed_controls(ctrl) if ctrl is not None and cfg.ctrl_conditioning else None  # [B, F, D]
         if c is not None and ctrl_null is not None:
@@ -359,6 +385,7 @@ class WaypointModel(nn.Module):
             prompt_mask=None if prompt_mask is None else prompt_mask[:, None, None, :],
             plan=plan,
             cache=cache,
+            last_frame=last_frame if cfg.last_frame_warp else None,
         )
 
     def forward(
@@ -373,7 +400,8 @@ class WaypointModel(nn.Module):
         prompt_mask: torch.Tensor | None = None,  # [B, P] bool rows that exist, None when all do
         cond: Conditioning | None = None,  # precomputed noise conditioning, else computed from sigma
         ctrl_null: torch.Tensor | None = None,  # [B] bool: use the null control embedding (CFG, training)
-        inputs: FrameInputs | None = None,  # precomputed `frame_inputs(...)`, replacing t ... ctrl_null
+        inputs: FrameInputs | None = None,  # precomputed `frame_inputs(...)`, replacing t ... last_frame
+        last_frame: torch.Tensor | None = None,  # [B, (F,) C, H, W] each frame's previous clean latent (zeros: none)
     ) -> torch.Tensor:
         cfg = self.cfg
         one_frame = x.ndim == 4
@@ -386,7 +414,7 @@ class WaypointModel(nn.Module):
         h = self.patchify(x.flatten(0, 1).to(dtype)).flatten(2).transpose(1, 2).reshape(B, n_frames * T, -1)
         # 2-3. conditioning: noise level and controls per frame, repeated over each frame's tokens
         cond = (self.conditioning(sigma) if cond is None else cond).per_token(T)
-        inp = inputs or self.frame_inputs(t, ctrl, prompt, plan, cache, prompt_mask, ctrl_null)
+        inp = inputs or self.frame_inputs(t, ctrl, prompt, plan, cache, prompt_mask, ctrl_null, last_frame)
         # 4. blocks
         v1 = None
         for blk, mods in zip(self.transformer.blocks, cond.blocks):
@@ -397,6 +425,9 @@ class WaypointModel(nn.Module):
         y = self.unpatchify(h)  # [B, F*T, C*ph*pw]
         y = y.view(B, n_frames, cfg.height, cfg.width, C, ph, pw).permute(0, 1, 4, 2, 5, 3, 6)
         y = y.reshape(B, n_frames, C, H, W)
+        if cfg.last_frame_warp:  # x0 = the last frame moved by the predicted flow, plus the head's residual
+            flow = self.warp_flow(h).view(B, n_frames, cfg.height, cfg.width, 2, ph, pw).permute(0, 1, 4, 2, 5, 3, 6)
+            y = y + warp(inp.last_frame.to(y.dtype).expand(B, n_frames, -1, -1, -1), flow.reshape(B, n_frames, 2, H, W))
         if cfg.prediction == "x0":  # the head predicts the clean frame; the sampler takes its velocity
             s = sigma.to(y.dtype)[..., None, None, None].clamp(min=X0_MIN_SIGMA)  # [B, F, 1, 1, 1]
             y = (x.to(y.dtype) - y) / s

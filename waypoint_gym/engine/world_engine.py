@@ -64,6 +64,8 @@ def random_model(cfg: WaypointConfig | str, device="cpu", dtype=torch.float32, s
         for name, p in model.named_parameters():
             if p.ndim == 0 or name.endswith(("bias_in", "null_emb")):
                 p.normal_(0, 0.5)
+            elif name.startswith("warp_flow."):  # a flow of a latent pixel or so
+                p.normal_(0, 0.1)
     return model.to(dtype).eval().requires_grad_(False)
 
 
@@ -174,6 +176,9 @@ class WorldEngine:
         if speedups is not None and compile is not None:
             self.speedups.compile = bool(compile)
         self.cache = KVCache(cfg, batch_size, self.device, dtype)
+        # Worlds with last_frame_warp read each env's last stored latent (zeros before its first frame).
+        self.last_latent = torch.zeros(batch_size, *cfg.latent_shape, device=self.device) if cfg.last_frame_warp \
+            else None
         self.generator = torch.Generator(self.device)
         # Without a seed, fresh entropy (torch.seed() would also re-seed torch's global generator).
         self.generator.manual_seed(seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
@@ -266,6 +271,8 @@ class WorldEngine:
         """Forget the history of the selected environments; their next frame is frame 0. Prompts are kept."""
         ids, _, _ = self._select(env_ids)
         self.cache.reset(ids)
+        if self.last_latent is not None:
+            self.last_latent[slice(None) if ids is None else ids] = 0
         if self.autoencoder is not None and hasattr(self.autoencoder, "set_batch_size"):  # streaming (TAEHV)
             self.autoencoder.reset(None if ids is None else ids.cpu())
 
@@ -475,13 +482,16 @@ class WorldEngine:
         t = self.cache.frame if ids is None else self.cache.frame[ids]
         if null_prompt:  # the embedding the prompt was dropped to in training
             prompt, prompt_mask = self.model.null_prompt(self.model.prompt_cfg.null_emb.expand(len(t), 1, -1)), None
-        return self.model.frame_inputs(t, ctrl_vec, prompt, plan, self.cache, prompt_mask)
+        last = None if self.last_latent is None else self.last_latent if ids is None else self.last_latent[ids]
+        return self.model.frame_inputs(t, ctrl_vec, prompt, plan, self.cache, prompt_mask, last_frame=last)
 
     def _cache_pass(self, x, inputs: FrameInputs, ids) -> None:
         """The pass at sigma 0 that stores the frame's keys and values, then the move to the next frame."""
         committing = dataclasses.replace(inputs, plan=dataclasses.replace(inputs.plan, commit=True))
         self._pass(x, self._sigma(None, x.shape[0]), committing)
         self.cache.advance(committing.plan)
+        if self.last_latent is not None:
+            self.last_latent[slice(None) if ids is None else ids] = x
 
     def _forward(self, x, sigma_cond, inputs: FrameInputs) -> torch.Tensor:
         """One model pass for the selected envs; compiled as a whole (one graph per commit flag and selection)."""

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from waypoint_gym.engine.config import WaypointConfig
 from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask, KVCache
-from waypoint_gym.engine.model import WaypointModel
+from waypoint_gym.engine.model import WaypointModel, previous_frames
 from waypoint_gym.engine.prompt import CaptionEncoder
 
 from .data import ClipSampler
@@ -117,10 +117,12 @@ def velocity(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctr
     clean_sigma = torch.zeros(B, n, device=sigma.device)
     if isinstance(mask, CleanContextMask):
         x, s, t, c = clean_then_noisy(frames, noisy, clean_sigma, sigma, ctrl)
+        last = torch.cat([previous_frames(frames), frames[:, :-1]], 1)
     else:
         x, s, c = torch.cat([frames[:, :1], noisy], 1), torch.cat([clean_sigma[:, :1], sigma], 1), ctrl
         t = torch.arange(n, device=frames.device).expand(B, -1)
-    return model(x, s, t, c, prompt, cache=mask, ctrl_null=ctrl_null)[:, 1 - n:].float()
+        last = previous_frames(frames)
+    return model(x, s, t, c, prompt, cache=mask, ctrl_null=ctrl_null, last_frame=last)[:, 1 - n:].float()
 
 
 def clean_then_noisy(frames, noisy, clean_sigma, sigma, ctrl):
@@ -219,7 +221,8 @@ def rollout(
     for f in range(n):
         plan = cache.plan(ids, commit=False)
         with torch.set_grad_enabled(grad):
-            inputs = student.frame_inputs(cache.frame[ids], ctrl[:, f], prompt, plan, cache)
+            last_frame = frames[-1].detach() if f > 0 else torch.zeros_like(seed_latent)
+            inputs = student.frame_inputs(cache.frame[ids], ctrl[:, f], prompt, plan, cache, last_frame=last_frame)
         if f > 0:
             k = exit_steps[f]
             x = noise[:, f]

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from waypoint_gym.engine.config import WaypointConfig
 from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask
-from waypoint_gym.engine.model import WaypointModel
+from waypoint_gym.engine.model import WaypointModel, previous_frames
 from waypoint_gym.engine.prompt import CaptionEncoder, words
 
 from .data import ClipSampler
@@ -119,18 +119,20 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
         clean = (torch.rand(B, F_, generator=g) * tc.context_noise).to(device)
         target = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, dataclasses.replace(tc, clean_context_prob=0.0),
                                g, device)[0][:, 1:]
+        last = torch.cat([previous_frames(context), context[:, :-1]], 1)  # each frame's clean (or dreamed) last
         x0, sigma, t, ctrl = clean_then_noisy(context, x0[:, 1:], clean, target, ctrl)
         carries_loss = torch.cat([torch.zeros(B, F_, dtype=torch.bool), torch.ones(B, F_ - 1, dtype=torch.bool)],
                                  1).to(device)
     else:
         sigma, carries_loss = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, tc, g, device)
+        last = previous_frames(x0)  # clean, as inference's last frame is, whatever the context's noise
     noise = torch.randn(x0.shape, generator=g).to(device)
     s = sigma[..., None, None, None]
     x = (1 - s) * x0 + s * noise
     drop_prompt = (torch.rand(B, generator=g) < tc.prompt_dropout).to(device)
     emb = torch.where(drop_prompt[:, None, None], model.null_prompt(emb), emb)
     drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
-    v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl).float()
+    v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl, last_frame=last).float()
     if tc.loss in ("x0", "x0_l1"):  # the error of the clean frame the velocity implies, x - sigma v, at every sigma
         err = x - s * v - x0
         return (err.abs() if tc.loss == "x0_l1" else err.pow(2)).mean(dim=(2, 3, 4)), carries_loss
@@ -195,8 +197,13 @@ def train_world_model(
     else:
         start, encoder = load_teacher(tc.init, captions, device)
         encoder.train().requires_grad_(True)  # load_teacher hands it out frozen; a fine-tune trains it too
+        state = start.state_dict()
+        if cfg.last_frame_warp and not start.cfg.last_frame_warp:  # a world given the warp starts as a copy of its
+            # last frame: the new flow head at zero, and the output head, which drew the whole frame, zeroed
+            state.update({k: v for k, v in model.state_dict().items() if k.startswith("warp_flow.")})
+            state.update({k: torch.zeros_like(state[k]) for k in ("unpatchify.weight", "unpatchify.bias")})
         try:
-            model.load_state_dict(start.state_dict())
+            model.load_state_dict(state)
         except RuntimeError as e:
             raise ValueError(f"{tc.init} holds another architecture than the config to train: {e}") from None
         for name in ("prediction", "ctrl_fusion"):  # same tensors, another function: the weights would mean nothing
@@ -313,7 +320,8 @@ def teacher_forced_error(model: WaypointModel, encoder: CaptionEncoder, data: di
         x = x0[:, : f + 1].clone()
         x[:, f] = noise
         t = torch.arange(f + 1, device=device).expand(n_clips, -1)
-        v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(model.cfg, f + 1, device))
+        v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(model.cfg, f + 1, device),
+                  last_frame=previous_frames(x0[:, : f + 1]))
         errs.append(F.mse_loss(noise - v[:, f], x0[:, f]).item())
     return float(np.mean(errs))
 
@@ -372,7 +380,8 @@ def write_report(run_dir: str | Path, model: WaypointModel, encoder: CaptionEnco
             x = x0[:, : f + 1].clone()
             x[:, f] = torch.randn_like(x[:, f])
             t = torch.arange(f + 1, device=device).expand(n, -1)
-            v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(model.cfg, f + 1, device))
+            v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(model.cfg, f + 1, device),
+                      last_frame=previous_frames(x0[:, : f + 1]))
             rows_pred.append(autoencoder.decode(x[:, f] - v[:, f]))  # one Euler step from sigma 1 to 0
             rows_real.append(autoencoder.decode(x0[:, f]))
         real = np.concatenate([np.concatenate(list(r), axis=1) for r in zip(*rows_real)], axis=0)
