@@ -294,6 +294,7 @@ def one_step_predictions(model, encoder, held_out: dict, keys: list[str], seed: 
                                            resolve_keys(keys, cfg.n_buttons)[1], cfg.n_buttons))
     ctrl[:, 0] = 0
     emb, _ = encoder([caption] * n)
+    last = previous_frames(lat)  # each frame's clean last frame (read by last_frame_warp)
     g = torch.Generator().manual_seed(seed)
     preds = []
     for f in range(1, CLIP_FRAMES):
@@ -303,7 +304,7 @@ def one_step_predictions(model, encoder, held_out: dict, keys: list[str], seed: 
         sigma[:, f] = 1.0
         t = torch.arange(f + 1).expand(n, -1)
         v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(cfg, f + 1, "cpu"),
-                  last_frame=previous_frames(lat[:, : f + 1]))
+                  last_frame=last[:, : f + 1])
         preds.append(x[:, f] - v[:, f])
     return torch.stack(preds, 1)
 

@@ -427,7 +427,7 @@ class WaypointModel(nn.Module):
         y = y.reshape(B, n_frames, C, H, W)
         if cfg.last_frame_warp:  # x0 = the last frame moved by the predicted flow, plus the head's residual
             flow = self.warp_flow(h).view(B, n_frames, cfg.height, cfg.width, 2, ph, pw).permute(0, 1, 4, 2, 5, 3, 6)
-            y = y + warp(inp.last_frame.to(y.dtype).expand(B, n_frames, -1, -1, -1), flow.reshape(B, n_frames, 2, H, W))
+            y = y + warp(inp.last_frame.to(y.dtype), flow.reshape(B, n_frames, 2, H, W))
         if cfg.prediction == "x0":  # the head predicts the clean frame; the sampler takes its velocity
             s = sigma.to(y.dtype)[..., None, None, None].clamp(min=X0_MIN_SIGMA)  # [B, F, 1, 1, 1]
             y = (x.to(y.dtype) - y) / s

@@ -116,8 +116,7 @@ def velocity(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctr
     B, n = frames.shape[:2]
     clean_sigma = torch.zeros(B, n, device=sigma.device)
     if isinstance(mask, CleanContextMask):
-        x, s, t, c = clean_then_noisy(frames, noisy, clean_sigma, sigma, ctrl)
-        last = torch.cat([previous_frames(frames), frames[:, :-1]], 1)
+        x, s, t, c, last = clean_then_noisy(frames, noisy, clean_sigma, sigma, ctrl)
     else:
         x, s, c = torch.cat([frames[:, :1], noisy], 1), torch.cat([clean_sigma[:, :1], sigma], 1), ctrl
         t = torch.arange(n, device=frames.device).expand(B, -1)
@@ -128,10 +127,13 @@ def velocity(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctr
 def clean_then_noisy(frames, noisy, clean_sigma, sigma, ctrl):
     """The one-pass sequence a `CleanContextMask` scores: the clip's clean frames [B, F, C, H, W] at clean_sigma
     [B, F], then frames 1..F-1 [B, F-1, C, H, W] at sigma [B, F-1], each at its own frame index and with its
-    own control [B, F, nb + 3] -> (x [B, 2F-1, ...], sigma, frame index [B, 2F-1], ctrl)."""
+    own control [B, F, nb + 3] -> (x [B, 2F-1, ...], sigma, frame index [B, 2F-1], ctrl, and each frame's clean
+    last frame [B, 2F-1, ...] for `last_frame`)."""
     B, n = frames.shape[:2]
     t = torch.cat([torch.arange(n), torch.arange(1, n)]).to(frames.device).expand(B, -1)
-    return torch.cat([frames, noisy], 1), torch.cat([clean_sigma, sigma], 1), t, torch.cat([ctrl, ctrl[:, 1:]], 1)
+    last = torch.cat([previous_frames(frames), frames[:, :-1]], 1)
+    return (torch.cat([frames, noisy], 1), torch.cat([clean_sigma, sigma], 1), t, torch.cat([ctrl, ctrl[:, 1:]], 1),
+            last)
 
 
 def predict_x0(model: WaypointModel, frames, noisy, sigma, ctrl, prompt, mask, ctrl_null=None) -> torch.Tensor:

@@ -119,8 +119,7 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
         clean = (torch.rand(B, F_, generator=g) * tc.context_noise).to(device)
         target = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, dataclasses.replace(tc, clean_context_prob=0.0),
                                g, device)[0][:, 1:]
-        last = torch.cat([previous_frames(context), context[:, :-1]], 1)  # each frame's clean (or dreamed) last
-        x0, sigma, t, ctrl = clean_then_noisy(context, x0[:, 1:], clean, target, ctrl)
+        x0, sigma, t, ctrl, last = clean_then_noisy(context, x0[:, 1:], clean, target, ctrl)  # last: clean or dreamed
         carries_loss = torch.cat([torch.zeros(B, F_, dtype=torch.bool), torch.ones(B, F_ - 1, dtype=torch.bool)],
                                  1).to(device)
     else:
@@ -311,6 +310,7 @@ def teacher_forced_error(model: WaypointModel, encoder: CaptionEncoder, data: di
     if controls is not None:
         ctrl = controls(ctrl)
     emb, _ = encoder(prompts)
+    last = previous_frames(x0)  # each frame's clean last frame (read by last_frame_warp)
     g = torch.Generator().manual_seed(seed)
     errs = []
     for f in range(first_frame, clip_frames):
@@ -321,7 +321,7 @@ def teacher_forced_error(model: WaypointModel, encoder: CaptionEncoder, data: di
         x[:, f] = noise
         t = torch.arange(f + 1, device=device).expand(n_clips, -1)
         v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(model.cfg, f + 1, device),
-                  last_frame=previous_frames(x0[:, : f + 1]))
+                  last_frame=last[:, : f + 1])
         errs.append(F.mse_loss(noise - v[:, f], x0[:, f]).item())
     return float(np.mean(errs))
 
@@ -373,6 +373,7 @@ def write_report(run_dir: str | Path, model: WaypointModel, encoder: CaptionEnco
         x0, ctrl, prompts = ClipSampler(data, key_names, model.cfg, clip_frames, seed, device).sample(4)
         emb, _ = encoder(prompts)
         n = x0.shape[0]
+        last = previous_frames(x0)
         rows_real, rows_pred = [], []
         for f in range(1, clip_frames):
             sigma = torch.zeros(n, f + 1, device=device)
@@ -381,7 +382,7 @@ def write_report(run_dir: str | Path, model: WaypointModel, encoder: CaptionEnco
             x[:, f] = torch.randn_like(x[:, f])
             t = torch.arange(f + 1, device=device).expand(n, -1)
             v = model(x, sigma, t, ctrl[:, : f + 1], emb, cache=FrameCausalMask(model.cfg, f + 1, device),
-                      last_frame=previous_frames(x0[:, : f + 1]))
+                      last_frame=last[:, : f + 1])
             rows_pred.append(autoencoder.decode(x[:, f] - v[:, f]))  # one Euler step from sigma 1 to 0
             rows_real.append(autoencoder.decode(x0[:, f]))
         real = np.concatenate([np.concatenate(list(r), axis=1) for r in zip(*rows_real)], axis=0)
