@@ -16,7 +16,7 @@ from waypoint_gym.training.adversarial import (
     discriminator_loss,
     generator_loss,
 )
-from waypoint_gym.training.autoencoder import STATE_FILE, cosine_lr, train_autoencoder
+from waypoint_gym.training.autoencoder import STATE_FILE, cosine_lr, moved, random_moves, train_autoencoder
 from waypoint_gym.training.collect import collect_arena
 
 TINY = dict(latent_channels=4, ch_0=8, ch_max=16, batch_size=8, lr=3e-3, warmup=2, log_every=1, ckpt_every=10,
@@ -91,6 +91,35 @@ def test_a_new_decoder_for_a_frozen_encoder(trained, data_dir, tmp_path):
     assert new.decoder.config.decoder_blocks_per_stage == [0, 0, 0] and len(new.decoder.blocks[0].blocks) == 0
     assert new.decoder.config.encoder_blocks_per_stage == old.encoder.config.encoder_blocks_per_stage == [1, 1, 1]
     assert new.decode(new.encode(np.zeros((2, 64, 64, 3), np.uint8))).shape == (2, 64, 64, 3)
+
+
+def test_a_move_shifts_frame_and_latent_alike():
+    # 3 image pixels to the right are 0.75 of a latent pixel at a quarter of the size: one grid moves both.
+    theta = torch.tensor([[[1.0, 0.0, -2 * 3 / 64], [0.0, 1.0, 0.0]]])
+    image = torch.rand(1, 3, 64, 64)
+    out, inside = moved(image, theta)
+    assert torch.allclose(out[..., 3:], image[..., :-3], atol=1e-5)
+    assert inside[0, 0, :, 3:].all() and not inside[0, 0, :, :3].any()
+    ramp = torch.arange(16.0).expand(1, 4, 16, 16)  # each latent value is its column
+    assert torch.allclose(moved(ramp, theta)[0][..., 1:], ramp[..., 1:] - 0.75, atol=1e-5)
+
+    theta = random_moves(256, shift=0.125, zoom=1.25, generator=torch.Generator().manual_seed(0))
+    assert theta[:, :, 2].abs().max() <= 0.25 and theta[:, 0, 1].eq(0).all() and theta[:, 1, 0].eq(0).all()
+    scale = theta[:, 0, 0]
+    assert torch.equal(scale, theta[:, 1, 1]) and scale.min() >= 0.8 - 1e-6 and scale.max() <= 1.25 + 1e-6
+
+
+def test_equivariance_term_trains_and_is_reported(data_dir, tmp_path):
+    report = train_autoencoder(data_dir, tmp_path / "eq", steps=15, equivariance_weight=1.0,
+                               latent_equivariance_weight=0.5, **TINY)
+    history = report["history"]
+    assert report["hparams"]["latent_equivariance_weight"] == 0.5
+    assert np.mean([h["equivariance"] for h in history[-3:]]) < 0.5 * np.mean([h["equivariance"] for h in history[:3]])
+    for h in history:  # the loss is the reconstruction's terms plus both parts of the equivariance term
+        parts = h["mse"] + 0.1 * h["l1"] + 0.01 * h["latent_reg"] + h["equivariance"] + 0.5 * h["latent_equivariance"]
+        assert h["loss"] == pytest.approx(parts, rel=1e-4) and h["latent_equivariance"] > 0
+    plain = train_autoencoder(data_dir, tmp_path / "plain", steps=2, **TINY)["history"]
+    assert "equivariance" not in plain[0] and "latent_equivariance" not in plain[0]
 
 
 def test_cosine_lr():

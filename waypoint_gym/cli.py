@@ -51,6 +51,9 @@ def train_autoencoder(args: argparse.Namespace) -> None:
                                ch_0=args.ch_0, ch_max=args.ch_max, blocks_per_stage=args.blocks_per_stage,
                                encoder=args.encoder, init_decoder=args.init_decoder,
                                adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
+                               equivariance_weight=args.equivariance_weight,
+                               equivariance_shift=args.equivariance_shift, equivariance_zoom=args.equivariance_zoom,
+                               latent_equivariance_weight=args.latent_equivariance_weight,
                                steps=args.steps, batch_size=args.batch_size, lr=args.lr, device=args.device,
                                time_limit=args.time_limit)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
@@ -256,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "at the decoder's last layer (0: none; sharper texture, lower PSNR)")
     p.add_argument("--adversarial-start", type=int, default=0,
                    help="step at which the adversarial term starts (the discriminator trains from step 0)")
+    p.add_argument("--equivariance-weight", type=float, default=0.0,
+                   help="weight of the equivariance term: the decoder must turn a shifted or zoomed latent into the "
+                        "same move of the frame, which makes the latent smooth enough to move (0: none)")
+    p.add_argument("--equivariance-shift", type=float, default=0.125,
+                   help="the term's largest shift, a fraction of the frame each way")
+    p.add_argument("--equivariance-zoom", type=float, default=1.25, help="the term's largest zoom factor")
+    p.add_argument("--latent-equivariance-weight", type=float, default=0.0,
+                   help="weight of the term's latent part: the encoder must move its latent with the frame (0: none)")
     p.add_argument("--steps", type=int, default=1500, help="training steps")
     p.add_argument("--batch-size", type=int, default=32, help="batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate")

@@ -3,14 +3,23 @@
 The loss, on images in [-1, 1]:
 
     mse(x_hat, x) + l1_weight * l1(x_hat, x) + latent_weight * mean_c (E[z_c^2] - 1)^2
+        [+ equivariance_weight * (mse + l1_weight * l1)(decoder(T z), T x)
+         + latent_equivariance_weight * mse(encoder(T x), T z) / E[z^2]]
         [+ adversarial_weight * balance * hinge generator loss, once step >= adversarial_start]
 
-where x_hat decodes z + latent_noise * eps. The last term pulls the second moment of every latent channel (over
+where x_hat decodes z + latent_noise * eps. The latent_weight term pulls the second moment of every latent channel (over
 the batch and positions) to 1, so latents stay at unit scale, the scale the world model's noise assumes. The
 noise keeps the encoder from shrinking information into tiny latents and teaches the decoder to tolerate
-latents that are a little off, as generated ones are. The optional adversarial term (`adversarial.py`) makes
-the decoder draw texture a squared error averages away; `balance` scales its gradient at the decoder's last
-layer to the reconstruction's.
+latents that are a little off, as generated ones are. The optional equivariance term (after EQ-VAE, Kouzelis
+et al. 2025) draws a random shift and zoom T per frame, applies it to the latent and to the image alike (the
+same sampling grid in normalised coordinates) and asks the decoder to turn the moved latent into the moved
+image: a latent that must survive being moved by a fraction of a pixel is smooth, so that a turn or a step of
+the game moves it rather than redrawing it. The decoder's
+part alone leaves the encoder free to redraw the latent under a move of a fraction of a latent pixel; the
+latent part asks the encoder itself to move its latent with the frame (measured in
+docs/lab/2026-12-06-a-latent-that-moves.md: smoother, softer reconstructions). The optional adversarial term
+(`adversarial.py`) makes the decoder draw texture a squared error averages away; `balance` scales its gradient
+at the decoder's last layer to the reconstruction's.
 
 Outputs in `out_dir`: `train_state.pt` (for resuming), `autoencoder/` (the four files `Autoencoder` loads),
 `report.json` (losses, held-out PSNR, per-channel latent mean and std) and `ae_samples.png` (held-out frames,
@@ -71,18 +80,68 @@ def to_unit(frames: torch.Tensor) -> torch.Tensor:
 
 def ae_loss(
     model: Autoencoder, x: torch.Tensor, latent_noise: float, l1_weight: float, latent_weight: float,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, equivariance_weight: float = 0.0, equivariance_shift: float = 0.125,
+    equivariance_zoom: float = 1.25, latent_equivariance_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """The reconstruction loss of a batch x [N, 3, H, W] in [-1, 1] -> (loss, its parts, the decoded batch)."""
     z = model.encoder(x)  # [N, C, h, w]
     noise = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
-    y = model.decoder(z + latent_noise * noise)[:, :3].float()  # [N, 3, H, W]
+    noisy = z + latent_noise * noise
+    y = model.decoder(noisy)[:, :3].float()  # [N, 3, H, W]
     mse = F.mse_loss(y, x)
     l1 = F.l1_loss(y, x)
     second_moment = z.float().pow(2).mean(dim=(0, 2, 3))  # [C]
     reg = (second_moment - 1).pow(2).mean()
     loss = mse + l1_weight * l1 + latent_weight * reg
-    return loss, {"loss": loss.item(), "mse": mse.item(), "l1": l1.item(), "latent_reg": reg.item()}, y
+    parts = {"mse": mse.item(), "l1": l1.item(), "latent_reg": reg.item()}
+    if equivariance_weight > 0 or latent_equivariance_weight > 0:
+        decoded, latent = equivariance_loss(model, x, z, noisy, equivariance_shift, equivariance_zoom, l1_weight,
+                                            latent_equivariance_weight > 0, generator)
+        loss = loss + equivariance_weight * decoded + latent_equivariance_weight * latent
+        parts.update(equivariance=decoded.item(), latent_equivariance=latent.item())
+    return loss, {"loss": loss.item(), **parts}, y
+
+
+def random_moves(n: int, shift: float, zoom: float, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """n random affine maps [n, 2, 3] for `F.affine_grid`: a shift of up to `shift` of the frame's width and
+    height each way and a zoom by a factor in [1 / zoom, zoom] (log-uniform), about the centre."""
+    u = torch.rand(n, 3, generator=generator, device=device) * 2 - 1  # [n, 3] in [-1, 1]
+    scale = torch.exp(-u[:, 2] * math.log(zoom))  # the grid's scale: below 1 zooms in
+    theta = torch.zeros(n, 2, 3, device=device)
+    theta[:, 0, 0], theta[:, 1, 1] = scale, scale
+    theta[:, :, 2] = u[:, :2] * 2 * shift  # normalised coordinates span 2 per frame width
+    return theta
+
+
+def moved(x: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [N, C, H, W] resampled (bilinear) on the grids of theta, and where the grid fell inside x [N, 1, H, W]."""
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # [N, H, W, 2]
+    inside = (grid.abs() <= 1).all(dim=-1)[:, None].to(x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False), inside
+
+
+def equivariance_loss(model: Autoencoder, x: torch.Tensor, z: torch.Tensor, noisy: torch.Tensor, shift: float,
+                      zoom: float, l1_weight: float, latent_term: bool,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a random move T per frame of x [N, 3, H, W]: how far the decoded moved latent (noisy [N, C, h, w]) is
+    from the moved image, and (with `latent_term`; else 0) how far the moved image's latent is from the moved
+    latent z, over z's mean square (a latent cannot shrink its way out); both inside the frame."""
+    theta = random_moves(len(x), shift, zoom, generator, x.device)
+    half = len(x) // 2  # half the frames only shift, by whole pixels
+    width, height = x.shape[-1], x.shape[-2]
+    theta[:half, 0, 0] = theta[:half, 1, 1] = 1
+    theta[:half, 0, 2] = torch.round(theta[:half, 0, 2] * width / 2) * 2 / width
+    theta[:half, 1, 2] = torch.round(theta[:half, 1, 2] * height / 2) * 2 / height
+    target, inside = moved(x, theta)
+    y = model.decoder(moved(noisy, theta)[0])[:, :3].float()
+    decoded = (((y - target) ** 2 + l1_weight * (y - target).abs()) * inside).sum() / (inside.sum().clamp(min=1) * 3)
+    if not latent_term:
+        return decoded, torch.zeros((), device=x.device)
+    z_moved, z_inside = moved(z, theta)
+    gap = (model.encoder(target) - z_moved).float().pow(2) * z_inside
+    latent = gap.sum() / (z_inside.sum().clamp(min=1) * z.shape[1]) / z.float().pow(2).mean()
+    return decoded, latent
 
 
 def cosine_lr(step: int, steps: int, lr: float, warmup: int, final_fraction: float = 0.1) -> float:
@@ -146,6 +205,10 @@ def train_autoencoder(
     init_decoder: bool = False,
     adversarial_weight: float = 0.0,
     adversarial_start: int = 0,
+    equivariance_weight: float = 0.0,
+    equivariance_shift: float = 0.125,
+    equivariance_zoom: float = 1.25,
+    latent_equivariance_weight: float = 0.0,
     steps: int = 20_000,
     batch_size: int = 64,
     lr: float = 3e-4,
@@ -173,6 +236,8 @@ def train_autoencoder(
     decoder for latents a world model was already trained on; `init_decoder` starts it from that autoencoder's
     own decoder, which must have the asked architecture (a fine-tune). `adversarial_weight` > 0 adds the
     adversarial term from step `adversarial_start` on, with a patch discriminator trained from step 0.
+    `equivariance_weight` > 0 adds the equivariance term: moves of up to `equivariance_shift` of the frame each
+    way and zooms up to `equivariance_zoom`; `latent_equivariance_weight` > 0 its latent part.
     `stop_at` (a step) and `time_limit` (seconds) end this call early, with the state saved, so a long run can
     be split over sessions; the LR schedule still runs over `steps`. bf16 autocast on CUDA.
     Writes `autoencoder/`, `report.json` and `ae_samples.png` at the end of every call.
@@ -204,7 +269,10 @@ def train_autoencoder(
                "lr": lr, "weight_decay": weight_decay, "warmup": warmup, "l1_weight": l1_weight,
                "latent_weight": latent_weight, "latent_noise": latent_noise, "init_decoder": init_decoder,
                "adversarial_weight": adversarial_weight, "adversarial_start": adversarial_start,
-               "val_fraction": val_fraction, "seed": seed, "data_dir": str(data_dir)}
+               "equivariance_weight": equivariance_weight, "equivariance_shift": equivariance_shift,
+               "equivariance_zoom": equivariance_zoom,
+               "latent_equivariance_weight": latent_equivariance_weight, "val_fraction": val_fraction, "seed": seed,
+               "data_dir": str(data_dir)}
     torch.manual_seed(seed)
     model = Autoencoder(config if frozen is None else frozen.config, config).to(device)
     if frozen is not None:
@@ -266,7 +334,9 @@ def train_autoencoder(
         batch = frames[np.sort(rng.choice(train_idx, batch_size))]  # [B, H, W, 3] uint8
         x = to_unit(torch.from_numpy(batch).to(device))  # [B, 3, H, W]
         with autocast:
-            loss, parts, decoded = ae_loss(model, x, latent_noise, l1_weight, latent_weight, noise_gen)
+            loss, parts, decoded = ae_loss(model, x, latent_noise, l1_weight, latent_weight, noise_gen,
+                                           equivariance_weight, equivariance_shift, equivariance_zoom,
+                                           latent_equivariance_weight)
             if disc is not None and step >= adversarial_start:
                 adversarial = generator_loss(disc(decoded))
                 weight = adversarial_weight * balanced_weight(loss, adversarial, last_layer)
