@@ -45,6 +45,7 @@ ARENA_CAPTION = "a mossy stone dungeon"  # the arena's default prompt: the theme
 ARENA_PATCH = 4  # the bundled world's token: 4x4 latent pixels
 ARENA_KEYS = ["W", "A", "S", "D", "SPACE", "SHIFT"]  # the arena's keys, in its recordings' order
 CAPTION = "a toy world"
+BUNDLED_AUTOENCODER = str(Path(__file__).parents[1] / "waypoint_gym/assets/default_world/autoencoder")
 SEGMENT_FRAMES = 8
 CLIP_FRAMES = 6
 
@@ -221,8 +222,10 @@ def synthetic_rung(name: str, cfg: WaypointConfig, n: int, seed: int) -> dict:
 # ---------------------------------------------------------------------------------------------- the arena rung
 
 
-def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: int) -> tuple[dict, dict]:
-    """Recorded arena play (train) and fresh arena segments with the blur of 8 random actions (held out)."""
+def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: int,
+               autoencoder: str = BUNDLED_AUTOENCODER) -> tuple[dict, dict]:
+    """Recorded arena play (train) and fresh arena segments with the blur of 8 random actions (held out), encoded
+    by `autoencoder` (the one that encoded `latents`); the held-out frames themselves are kept too."""
     from waypoint_gym.engine import Autoencoder
     from waypoint_gym.training.data import world_model_data
     from waypoint_gym.worlds.arena import ArenaBatch
@@ -236,7 +239,7 @@ def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: in
     train["length"] = np.minimum(train["length"], SEGMENT_FRAMES)
     train["prompt"] = np.array([CAPTION] * len(train["length"]))
 
-    ae = Autoencoder.from_pretrained(Path(__file__).parents[1] / "waypoint_gym/assets/default_world/autoencoder")
+    ae = Autoencoder.from_pretrained(autoencoder)
     rng = np.random.default_rng(seed)
     m, L, K = eval_segments, SEGMENT_FRAMES, 8
     world = ArenaBatch(m, keys=keys)
@@ -268,11 +271,29 @@ def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: in
     blur = encode(blur_frames).mean(axis=2)
     blur[:, 0] = lat[:, 0]
     held_out = dict(latents=lat, keys=k_all, mouse=m_all, prompt=np.array([CAPTION] * m), length=np.full(m, L),
-                    mask=np.ones((m, L, *lat.shape[-2:]), bool), blur=blur)
+                    mask=np.ones((m, L, *lat.shape[-2:]), bool), blur=blur, frames=frames)
     return train, held_out
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
+
+
+def load_world(folder: Path):
+    """(model, caption encoder, caption) of a checkpoint folder or of a ladder run's EMA weights."""
+    from waypoint_gym.engine.model import WaypointModel
+    from waypoint_gym.engine.prompt import CaptionEncoder
+    from waypoint_gym.training.export import load_teacher
+
+    if (folder / "train_state.pt").exists():
+        state = torch.load(folder / "train_state.pt", weights_only=True, map_location="cpu")
+        cfg = WaypointConfig(**json.loads((folder / "config.json").read_text())["model"])
+        model = WaypointModel(cfg)
+        model.load_state_dict(state["ema"])
+        encoder = CaptionEncoder.for_captions([CAPTION], cfg.prompt_embedding_dim)
+        encoder.load_state_dict(state["encoder"])
+        return model.eval(), encoder.eval(), CAPTION
+    model, encoder = load_teacher(folder)
+    return model.eval(), encoder.eval(), ARENA_CAPTION
 
 
 def latent_detail(x: torch.Tensor, w: torch.Tensor) -> float:
@@ -362,7 +383,8 @@ def run_rung(rung: str, recipe: str, steps: int, eval_every: int, out_dir: Path,
         if cfg.latent_shape != ARENA_LATENT:
             print(f"  {recipe}: no arena rung, its latents are {cfg.latent_shape}, the arena's {ARENA_LATENT}")
             return None
-        train, held_out = arena_rung(args.arena_data, args.arena_latents, args.segments, args.seed + 1, 128)
+        train, held_out = arena_rung(args.arena_data, args.arena_latents, args.segments, args.seed + 1, 128,
+                                    args.arena_autoencoder)
         keys = ARENA_KEYS
     else:
         train = synthetic_rung(rung, cfg, args.segments, args.seed)
@@ -423,7 +445,8 @@ def score_checkpoints(folders: list[str], args) -> list[dict]:
     """Trained arena worlds (checkpoint folders) on the arena rung: the long runs on the ladder's scale."""
     from waypoint_gym.training.export import load_teacher
 
-    _, held_out = arena_rung(args.arena_data, args.arena_latents, args.segments, args.seed + 1, 128)
+    _, held_out = arena_rung(args.arena_data, args.arena_latents, args.segments, args.seed + 1, 128,
+                             args.arena_autoencoder)
     out = []
     for folder in folders:
         model, encoder = load_teacher(folder)
@@ -433,7 +456,7 @@ def score_checkpoints(folders: list[str], args) -> list[dict]:
         errs = one_step_scores(preds, held_out)
         print(f"  {folder} arena: {score_line(errs)}")
         by_motion = {}
-        for name, pick in turn_bins(held_out).items():
+        for name, pick in motion_bins(held_out).items():
             e = one_step_scores(preds, held_out, pick)
             by_motion[name] = {"frames": int(pick[:, 1:CLIP_FRAMES].sum()), "error": e["model"], "blur": e["blur"],
                                "copy": e["copy"], "detail": e["detail"], "blur_detail": e["blur_detail"]}
@@ -444,12 +467,18 @@ def score_checkpoints(folders: list[str], args) -> list[dict]:
     return out
 
 
-def turn_bins(held_out: dict) -> dict[str, np.ndarray]:
-    """The arena rung's frames split by how far their step turns (|mouse x|, in thirds) and whether it walks (W)."""
+def motion_bins(held_out: dict) -> dict[str, np.ndarray]:
+    """The arena rung's frames split by how far their step turns (|mouse x|, in thirds), whether it walks (W), and
+    whether its action is like the recording's: the held-out actions are uniform (the mouse's y as wide as its x,
+    each key held 30% of the time) where the recorded play tilts little (mouse y std 0.10) and seldom holds A, S,
+    D or SPACE (6-7%), so most held-out steps ask for motion the training data hardly shows."""
     turn = np.abs(held_out["mouse"][..., 0])
     walk = held_out["keys"][..., ARENA_KEYS.index("W")] == 1
+    tilt = np.abs(held_out["mouse"][..., 1])
+    rare_keys = held_out["keys"][..., [ARENA_KEYS.index(k) for k in ("A", "S", "D", "SPACE")]].any(-1)
     return {"turn < 1/3": turn < 1 / 3, "turn 1/3-2/3": (turn >= 1 / 3) & (turn < 2 / 3), "turn > 2/3": turn >= 2 / 3,
-            "walking (W)": walk, "not walking": ~walk}
+            "walking (W)": walk, "not walking": ~walk, "like the recording (|y| < 0.25, no A/S/D/SPACE)":
+            (tilt < 0.25) & ~rare_keys, "tilting (|y| >= 0.5)": tilt >= 0.5}
 
 
 def main() -> None:
@@ -464,6 +493,8 @@ def main() -> None:
     p.add_argument("--stop-early", action="store_true", help="stop a rung once under 10%% of its blur")
     p.add_argument("--arena-data", default="runs/data/arena", help="recorded play (for the arena rung)")
     p.add_argument("--arena-latents", default="runs/latents.npy", help="its cached latents")
+    p.add_argument("--arena-autoencoder", default=BUNDLED_AUTOENCODER,
+                   help="the autoencoder that encoded them (default: the bundled world's)")
     p.add_argument("--score", action="append",
                    help="instead of training: a trained arena world's checkpoint folder to score on the arena rung "
                         "(repeat); results go to --out")

@@ -11,31 +11,11 @@ much times the mouse's x, with one sign for each direction.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import ladder
 import numpy as np
 import torch
-
-from waypoint_gym.engine.config import WaypointConfig
-from waypoint_gym.engine.model import WaypointModel
-from waypoint_gym.engine.prompt import CaptionEncoder
-from waypoint_gym.training.export import load_teacher
-
-
-def load(folder: Path):
-    """(model, caption encoder, caption) of a checkpoint folder or of a ladder run's EMA weights."""
-    if (folder / "train_state.pt").exists():
-        state = torch.load(folder / "train_state.pt", weights_only=True, map_location="cpu")
-        cfg = WaypointConfig(**json.loads((folder / "config.json").read_text())["model"])
-        model = WaypointModel(cfg)
-        model.load_state_dict(state["ema"])
-        encoder = CaptionEncoder.for_captions([ladder.CAPTION], cfg.prompt_embedding_dim)
-        encoder.load_state_dict(state["encoder"])
-        return model.eval(), encoder.eval(), ladder.CAPTION
-    model, encoder = load_teacher(folder)
-    return model.eval(), encoder.eval(), ladder.ARENA_CAPTION
 
 
 def main() -> None:
@@ -46,7 +26,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model, encoder, caption = load(args.world)
+    model, encoder, caption = ladder.load_world(args.world)
     if not model.cfg.last_frame_warp:
         raise SystemExit(f"{args.world} has no last_frame_warp")
     flows = []  # one per predicted frame f = 1, 2, ...: [n, (f + 1) * T, flow outputs per token]

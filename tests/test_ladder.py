@@ -87,13 +87,16 @@ def test_latent_detail_counts_edges_where_the_mask_holds():
     assert ladder.latent_detail(frame, left) == 0  # the edge crosses out of the known region
 
 
-def test_turn_bins_split_every_frame_by_its_turn_and_by_walking():
-    mouse = np.array([[[0.1, 0], [-0.5, 0], [0.9, 0], [-1.0, 0]]], np.float32)
+def test_motion_bins_split_every_frame_by_its_turn_walking_and_likeness_to_the_recording():
+    mouse = np.array([[[0.1, 0], [-0.5, 0.2], [0.9, -0.6], [-1.0, 0.3]]], np.float32)
     keys = np.zeros((1, 4, 6), np.uint8)
     keys[0, 1, ladder.ARENA_KEYS.index("W")] = 1
-    bins = ladder.turn_bins({"mouse": mouse, "keys": keys})
+    keys[0, 0, ladder.ARENA_KEYS.index("SPACE")] = 1
+    bins = ladder.motion_bins({"mouse": mouse, "keys": keys})
     assert bins["turn < 1/3"].tolist() == [[True, False, False, False]]
     assert bins["turn 1/3-2/3"].tolist() == [[False, True, False, False]]
     assert bins["turn > 2/3"].tolist() == [[False, False, True, True]]
     assert bins["walking (W)"].tolist() == [[False, True, False, False]]
     assert (bins["walking (W)"] ^ bins["not walking"]).all()
+    assert bins["like the recording (|y| < 0.25, no A/S/D/SPACE)"].tolist() == [[False, True, False, False]]
+    assert bins["tilting (|y| >= 0.5)"].tolist() == [[False, False, True, False]]
