@@ -223,12 +223,21 @@ def synthetic_rung(name: str, cfg: WaypointConfig, n: int, seed: int) -> dict:
 
 
 def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: int,
-               autoencoder: str = BUNDLED_AUTOENCODER) -> tuple[dict, dict]:
-    """Recorded arena play (train) and fresh arena segments with the blur of 8 random actions (held out), encoded
-    by `autoencoder` (the one that encoded `latents`); the held-out frames themselves are kept too."""
+               autoencoder: str = BUNDLED_AUTOENCODER, actions: str = "uniform") -> tuple[dict, dict]:
+    """Recorded arena play (train) and fresh arena segments with the blur of 8 other actions (held out), encoded
+    by `autoencoder` (the one that encoded `latents`); the held-out frames themselves are kept too.
+
+    `actions` draws the held-out play: "uniform" (each key held 30% of the time, both mouse axes uniform) or
+    "recording" (the recording's own exploration policy, its settings read from the collection's meta.json; the
+    blur then averages 8 actions that policy might take next from the same state, so it knows the play's momentum
+    and only the action itself is hidden)."""
     from waypoint_gym.engine import Autoencoder
+    from waypoint_gym.training.collect import POLICY_SETTINGS, ExplorationPolicy
     from waypoint_gym.training.data import world_model_data
     from waypoint_gym.worlds.arena import ArenaBatch
+
+    if actions not in ("uniform", "recording"):
+        raise ValueError(f"actions must be 'uniform' or 'recording', got {actions!r}")
 
     data, keys, _ = world_model_data(data_dir, latents)
     if list(keys) != ARENA_KEYS[: len(keys)]:
@@ -243,12 +252,23 @@ def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: in
     rng = np.random.default_rng(seed)
     m, L, K = eval_segments, SEGMENT_FRAMES, 8
     world = ArenaBatch(m, keys=keys)
-    world.reset(seed=[int(s) for s in rng.integers(0, 2**31, m)])
+    _, info = world.reset(seed=[int(s) for s in rng.integers(0, 2**31, m)])
     n_keys = len(keys)
+    if actions == "recording":
+        meta = json.loads((Path(data_dir) / "meta.json").read_text())
+        settings = {k: v for k, v in meta.get("policy", {}).items() if k in POLICY_SETTINGS}
+        policy = ExplorationPolicy(m, keys, rng, seek_prob=meta.get("seek_prob", 0.4), **settings)
 
     def random_action(size):
         pressed = (rng.random((size, n_keys)) < 0.3).astype(np.uint8)
         return pressed, rng.uniform(-1, 1, (size, 2)).astype(np.float32)
+
+    def other_action():  # an action the held-out play might have taken instead
+        if actions == "uniform":
+            return random_action(m)
+        other = copy.deepcopy(policy)
+        other.rng = np.random.default_rng(rng.integers(2**63))
+        return other.act(info)
 
     frames = np.zeros((m, L, 64, 64, 3), np.uint8)
     blur_frames = np.zeros((m, L, K, 64, 64, 3), np.uint8)
@@ -258,9 +278,9 @@ def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: in
     for t in range(1, L):
         for j in range(K):  # the same state under other random actions
             other = copy.deepcopy(world)
-            blur_frames[:, t, j] = other.step(*random_action(m))[0]
-        k_all[:, t], m_all[:, t] = random_action(m)
-        frames[:, t] = world.step(k_all[:, t], m_all[:, t])[0]
+            blur_frames[:, t, j] = other.step(*other_action())[0]
+        k_all[:, t], m_all[:, t] = random_action(m) if actions == "uniform" else policy.act(info)
+        frames[:, t], *_, info = world.step(k_all[:, t], m_all[:, t])
 
     def encode(f):  # [..., 64, 64, 3] -> latents [..., C, h, w]
         flat = f.reshape(-1, *f.shape[-3:])
@@ -384,7 +404,7 @@ def run_rung(rung: str, recipe: str, steps: int, eval_every: int, out_dir: Path,
             print(f"  {recipe}: no arena rung, its latents are {cfg.latent_shape}, the arena's {ARENA_LATENT}")
             return None
         train, held_out = arena_rung(args.arena_data, args.arena_latents, args.segments, args.seed + 1, 128,
-                                    args.arena_autoencoder)
+                                    args.arena_autoencoder, args.arena_actions)
         keys = ARENA_KEYS
     else:
         train = synthetic_rung(rung, cfg, args.segments, args.seed)
@@ -412,7 +432,8 @@ def run_rung(rung: str, recipe: str, steps: int, eval_every: int, out_dir: Path,
         for p in run.iterdir():
             p.unlink()
     train_world_model(train, keys, [CAPTION], run, cfg, tc, on_checkpoint=evaluate)
-    return {"rung": rung, "recipe": recipe, **baselines, "final_error": curve[-1]["error"],
+    return {"rung": rung, "recipe": recipe, **({"arena_actions": args.arena_actions} if rung == "arena" else {}),
+            **baselines, "final_error": curve[-1]["error"],
             "steps_to_10pct_of_blur": reached, "curve": curve, "seconds": round(time.time() - t0, 1)}
 
 
@@ -446,7 +467,7 @@ def score_checkpoints(folders: list[str], args) -> list[dict]:
     from waypoint_gym.training.export import load_teacher
 
     _, held_out = arena_rung(args.arena_data, args.arena_latents, args.segments, args.seed + 1, 128,
-                             args.arena_autoencoder)
+                             args.arena_autoencoder, args.arena_actions)
     out = []
     for folder in folders:
         model, encoder = load_teacher(folder)
@@ -457,12 +478,15 @@ def score_checkpoints(folders: list[str], args) -> list[dict]:
         print(f"  {folder} arena: {score_line(errs)}")
         by_motion = {}
         for name, pick in motion_bins(held_out).items():
+            if not pick[:, 1:CLIP_FRAMES].any():  # e.g. no step tilts in play like the recording's
+                continue
             e = one_step_scores(preds, held_out, pick)
             by_motion[name] = {"frames": int(pick[:, 1:CLIP_FRAMES].sum()), "error": e["model"], "blur": e["blur"],
                                "copy": e["copy"], "detail": e["detail"], "blur_detail": e["blur_detail"]}
             print(f"    {name}: {score_line(e)}")
-        out.append({"rung": "arena", "checkpoint": folder, "blur": errs["blur"], "copy": errs["copy"],
-                    "error": errs["model"], "detail": errs["detail"], "blur_detail": errs["blur_detail"],
+        out.append({"rung": "arena", "arena_actions": args.arena_actions, "checkpoint": folder,
+                    "blur": errs["blur"], "copy": errs["copy"], "error": errs["model"],
+                    "detail": errs["detail"], "blur_detail": errs["blur_detail"],
                     "by_motion": by_motion})
     return out
 
@@ -495,6 +519,8 @@ def main() -> None:
     p.add_argument("--arena-latents", default="runs/latents.npy", help="its cached latents")
     p.add_argument("--arena-autoencoder", default=BUNDLED_AUTOENCODER,
                    help="the autoencoder that encoded them (default: the bundled world's)")
+    p.add_argument("--arena-actions", choices=("uniform", "recording"), default="uniform",
+                   help="the arena rung's held-out play: uniform actions, or the recording's exploration policy")
     p.add_argument("--score", action="append",
                    help="instead of training: a trained arena world's checkpoint folder to score on the arena rung "
                         "(repeat); results go to --out")

@@ -100,3 +100,23 @@ def test_motion_bins_split_every_frame_by_its_turn_walking_and_likeness_to_the_r
     assert (bins["walking (W)"] ^ bins["not walking"]).all()
     assert bins["like the recording (|y| < 0.25, no A/S/D/SPACE)"].tolist() == [[False, True, False, False]]
     assert bins["tilting (|y| >= 0.5)"].tolist() == [[False, False, True, False]]
+
+
+def test_the_arena_rung_can_hold_out_play_like_the_recordings(tmp_path, one_torch_thread):
+    from waypoint_gym.engine import Autoencoder
+    from waypoint_gym.training.collect import collect_arena
+    from waypoint_gym.training.data import encode_dataset
+
+    collect_arena(tmp_path / "play", n_segments=2, segment_len=8, n_envs=2, progress=False, policy={"idle_prob": 0.0})
+    encode_dataset(Autoencoder.from_pretrained(ladder.BUNDLED_AUTOENCODER), tmp_path / "play", tmp_path / "lat.npy",
+                   progress=False)
+    rung = {a: ladder.arena_rung(str(tmp_path / "play"), str(tmp_path / "lat.npy"), 2, 3, 6, actions=a)[1]
+            for a in ("uniform", "recording")}
+    assert np.abs(rung["uniform"]["mouse"][:, 1:, 1]).max() > 0.5  # uniform play tilts the view all the way
+    assert np.abs(rung["recording"]["mouse"][:, 1:, 1]).max() < 0.5  # the policy keeps the view near level
+    for held_out in rung.values():
+        # the blur averages other actions than the one taken: it is not the real next frame
+        assert np.abs(held_out["blur"][:, 1:] - held_out["latents"][:, 1:]).mean() > 1e-3
+        np.testing.assert_array_equal(held_out["blur"][:, 0], held_out["latents"][:, 0])
+    with pytest.raises(ValueError, match="actions must be 'uniform' or 'recording'"):
+        ladder.arena_rung(str(tmp_path / "play"), str(tmp_path / "lat.npy"), 2, 3, 6, actions="greedy")
