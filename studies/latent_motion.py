@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ladder import ARENA_KEYS, arena_rung
 
 from waypoint_gym.engine import Autoencoder
+from waypoint_gym.evaluation.fidelity import detail, psnr
 from waypoint_gym.worlds.arena import ArenaBatch
 
 
@@ -60,6 +61,14 @@ def arena_frames(n: int, seed: int) -> np.ndarray:
         pressed = (rng.random((worlds, len(ARENA_KEYS))) < 0.3).astype(np.uint8)
         frames.append(game.step(pressed, rng.uniform(-1, 1, (worlds, 2)).astype(np.float32))[0])
     return np.concatenate(frames)
+
+
+@torch.no_grad()
+def reconstruction(ae: Autoencoder, frames: np.ndarray) -> dict:
+    """What the latent keeps: PSNR of the frames through the autoencoder, and their detail ratio (the
+    reconstructions' mean Sobel gradient over the real frames', as `evaluate-world` reads it)."""
+    out = np.concatenate([ae.decode(ae.encode(frames[i:i + 256])) for i in range(0, len(frames), 256)])
+    return {"psnr": float(psnr(out, frames).mean()), "detail": float(detail(out).mean() / detail(frames).mean())}
 
 
 @torch.no_grad()
@@ -114,9 +123,12 @@ def main() -> None:
     for folder in args.autoencoders:
         ae = Autoencoder.from_pretrained(folder)
         _, held_out = arena_rung(args.arena_data, args.arena_latents, 16, 12345, args.segments, folder)
-        res = {"autoencoder": folder, "equivariance": equivariance(ae, frames), "oracle": oracle_shifts(held_out)}
+        res = {"autoencoder": folder, "latent_shape": list(ae.encode(frames[:1]).shape[1:]),
+               "reconstruction": reconstruction(ae, frames), "equivariance": equivariance(ae, frames),
+               "oracle": oracle_shifts(held_out)}
         results.append(res)
-        print(folder)
+        print(f"{folder}: latent {res['latent_shape']}, reconstruction PSNR {res['reconstruction']['psnr']:.2f} dB, "
+              f"detail ratio {res['reconstruction']['detail']:.3f}")
         for r in res["equivariance"]:
             print(f"  shift {r['pixels']} px: latent change {r['latent_change']:.4f}, not explained by moving the "
                   f"latent {r['unexplained']:.4f} ({r['share_unexplained']:.2f})")
