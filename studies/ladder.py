@@ -232,8 +232,8 @@ def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: in
     blur then averages 8 actions that policy might take next from the same state, so it knows the play's momentum
     and only the action itself is hidden)."""
     from waypoint_gym.engine import Autoencoder
-    from waypoint_gym.training.collect import POLICY_SETTINGS, ExplorationPolicy
-    from waypoint_gym.training.data import world_model_data
+    from waypoint_gym.training.collect import ExplorationPolicy
+    from waypoint_gym.training.data import read_meta, world_model_data
     from waypoint_gym.worlds.arena import ArenaBatch
 
     if actions not in ("uniform", "recording"):
@@ -254,10 +254,10 @@ def arena_rung(data_dir: str, latents: str, n: int, seed: int, eval_segments: in
     world = ArenaBatch(m, keys=keys)
     _, info = world.reset(seed=[int(s) for s in rng.integers(0, 2**31, m)])
     n_keys = len(keys)
-    if actions == "recording":
-        meta = json.loads((Path(data_dir) / "meta.json").read_text())
-        settings = {k: v for k, v in meta.get("policy", {}).items() if k in POLICY_SETTINGS}
-        policy = ExplorationPolicy(m, keys, rng, seek_prob=meta.get("seek_prob", 0.4), **settings)
+    if actions == "recording":  # the collection's own settings; what it did not set keeps the policy's default
+        meta = read_meta(data_dir)
+        settings = {**({"seek_prob": meta["seek_prob"]} if "seek_prob" in meta else {}), **meta.get("policy", {})}
+        policy = ExplorationPolicy(m, keys, rng, **settings)
 
     def random_action(size):
         pressed = (rng.random((size, n_keys)) < 0.3).astype(np.uint8)
