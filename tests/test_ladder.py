@@ -87,6 +87,19 @@ def test_latent_detail_counts_edges_where_the_mask_holds():
     assert ladder.latent_detail(frame, left) == 0  # the edge crosses out of the known region
 
 
+def test_the_centre_leaves_out_a_border_of_every_frame_and_scores_only_inside_it():
+    frames = ladder.CLIP_FRAMES
+    lat = np.random.default_rng(0).normal(size=(1, frames, 1, 8, 8)).astype(np.float32)
+    pred = torch.as_tensor(lat[:, 1:]).clone()
+    pred[..., 0, :] += 1.0  # wrong only on the top row, which a turn or walk could bring into view
+    held_out = {"latents": lat, "mask": np.ones((1, frames, 8, 8), bool), "blur": lat}
+    centre = ladder.without_border(held_out, 2)
+    assert centre["mask"][0, 1].sum() == 16 and centre["mask"][0, 1, 2:6, 2:6].all()
+    assert held_out["mask"].all()  # the clips themselves keep their whole mask
+    assert ladder.one_step_scores(pred, held_out)["model"] == pytest.approx(1 / 8)
+    assert ladder.one_step_scores(pred, centre)["model"] == 0
+
+
 def test_motion_bins_split_every_frame_by_its_turn_walking_and_likeness_to_the_recording():
     mouse = np.array([[[0.1, 0], [-0.5, 0.2], [0.9, -0.6], [-1.0, 0.3]]], np.float32)
     keys = np.zeros((1, 4, 6), np.uint8)
