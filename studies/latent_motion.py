@@ -123,7 +123,7 @@ def main() -> None:
     for folder in args.autoencoders:
         ae = Autoencoder.from_pretrained(folder)
         _, held_out = arena_rung(args.arena_data, args.arena_latents, 16, 12345, args.segments, folder)
-        res = {"autoencoder": folder, "latent_shape": list(ae.encode(frames[:1]).shape[1:]),
+        res = {"autoencoder": folder, "latent_shape": [ae.latent_channels, *ae.latent_size],
                "reconstruction": reconstruction(ae, frames), "equivariance": equivariance(ae, frames),
                "oracle": oracle_shifts(held_out)}
         results.append(res)
