@@ -125,3 +125,11 @@ def test_every_option_has_help_and_shows_its_default(capsys):
         main(["rollout", "--help"])
     shown = capsys.readouterr().out
     assert "(default: 32)" in shown and "preset:waypoint-1-small" in shown and "'real'" in shown
+
+
+def test_key_prob_reads_key_equals_share_and_names_a_bad_value(capsys):
+    args = build_parser().parse_args(["train", "collect", "--out", "x", "--key-prob", "s=0.4", "--key-prob", "W=0.3"])
+    assert args.key_probs == [("S", 0.4), ("W", 0.3)]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "collect", "--out", "x", "--key-prob", "S:0.4"])
+    assert "expected KEY=P (e.g. S=0.4), got 'S:0.4'" in capsys.readouterr().err

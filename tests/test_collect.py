@@ -140,6 +140,20 @@ def test_idle_spells_leave_the_controls_alone_for_a_few_frames():
         ExplorationPolicy(2, idle_prob=1.5)
 
 
+def test_key_probs_set_how_often_each_key_is_pressed_and_are_kept(tmp_path):
+    keys = ExplorationPolicy(256, seed=0, seek_prob=0.0, key_probs={"s": 0.6, "W": 0.2})
+    pressed = np.stack([keys.act()[0] for _ in range(200)], 1).mean((0, 1))  # [K] share of frames pressed
+    assert abs(pressed[2] - 0.6) < 0.05 and abs(pressed[0] - 0.2) < 0.05  # S, W as asked
+    assert abs(pressed[1] - 0.15) < 0.05  # A keeps its default
+    meta = collect_arena(tmp_path / "back", n_segments=2, segment_len=6, n_envs=2, progress=False,
+                         policy={"key_probs": {"S": 0.6}})
+    assert meta["policy"] == {"key_probs": {"S": 0.6}}
+    with pytest.raises(ValueError, match=r"key_probs names keys the policy does not press: \['Q'\]"):
+        ExplorationPolicy(2, key_probs={"Q": 0.5})
+    with pytest.raises(ValueError, match="key_probs must lie in"):
+        ExplorationPolicy(2, key_probs={"S": 1.5})
+
+
 def test_collect_env_matches_the_batched_path(tmp_path):
     captions = ["a snowy ice cave at night", "a sunny desert canyon at noon"]
     common = dict(n_segments=2, segment_len=6, seed=1, captions=captions, progress=False)

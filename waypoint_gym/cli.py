@@ -34,11 +34,24 @@ def rollout(args: argparse.Namespace) -> None:
           f"saved to {args.out}")
 
 
+def _key_prob(text: str) -> tuple[str, float]:
+    """`--key-prob` values: "S=0.4" -> ("S", 0.4)."""
+    key, _, value = text.partition("=")
+    try:
+        if not key.strip():
+            raise ValueError
+        return key.strip().upper(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KEY=P (e.g. S=0.4), got {text!r}") from None
+
+
 def train_collect(args: argparse.Namespace) -> None:
     from waypoint_gym.training import collect_arena
     from waypoint_gym.training.collect import POLICY_SETTINGS
 
     policy = {name: getattr(args, name) for name in POLICY_SETTINGS if getattr(args, name) is not None}
+    if "key_probs" in policy:
+        policy["key_probs"] = dict(policy["key_probs"])
     meta = collect_arena(args.out, args.segments, segment_len=args.segment_len, n_envs=args.envs, seed=args.seed,
                          seek_prob=args.seek_prob, policy=policy, captions=args.prompt, workers=args.workers)
     print(json.dumps({k: v for k, v in meta.items() if k not in ("captions", "captions_used")}, indent=2))
@@ -241,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--turn-prob", type=float, default=None, help="chance per frame of a sharp turn (default 0.03)")
     p.add_argument("--idle-prob", type=float, default=None,
                    help="chance per frame that an idle spell (no key, no mouse) starts (default 0)")
+    p.add_argument("--key-prob", dest="key_probs", action="append", type=_key_prob, default=None, metavar="KEY=P",
+                   help="share of the time the policy presses KEY (repeat for several; default W=0.55 S=0.1 A=0.15 "
+                        "D=0.15 SPACE=0.06 SHIFT=0.3)")
     p.set_defaults(func=train_collect)
     p = stages.add_parser("autoencoder", help="train an autoencoder of the Waypoint family on the frames")
     p.add_argument("--data", required=True, help="a collection folder (from `train collect`)")

@@ -54,7 +54,7 @@ BEARING_KEYS = ("waypoint_bearing", "nearest_orb_bearing")
 # exploration policy
 
 # The ExplorationPolicy settings a collection may override (besides seek_prob), kept in its meta.json.
-POLICY_SETTINGS = ("hold_mean", "mouse_theta", "mouse_sigma", "turn_prob", "idle_prob")
+POLICY_SETTINGS = ("hold_mean", "mouse_theta", "mouse_sigma", "turn_prob", "idle_prob", "key_probs")
 IDLE_MEAN = 3.0  # mean frames of an idle spell
 
 
@@ -62,11 +62,12 @@ class ExplorationPolicy:
     """Random play with persistent actions for N environments at once.
 
     Each key is pressed or released and held for a geometric number of frames (mean `hold_mean`), pressed
-    `KEY_PROBS[key]` of the time (forward most). The mouse is an Ornstein-Uhlenbeck process (smooth turning and
-    looking) with occasional sharp turns of a few frames. With probability `seek_prob` per segment an
-    environment instead seeks orbs: it turns toward the info's bearing (`BEARING_KEYS`) and sprints forward, so
-    the data holds plenty of orb collections. With probability `idle_prob` per frame an idle spell starts
-    (mean `IDLE_MEAN` frames, no key and no mouse), so the data shows what the scene does untouched.
+    `KEY_PROBS[key]` of the time (forward most; `key_probs` overrides it per key). The mouse is an
+    Ornstein-Uhlenbeck process (smooth turning and looking) with occasional sharp turns of a few frames. With
+    probability `seek_prob` per segment an environment instead seeks orbs: it turns toward the info's bearing
+    (`BEARING_KEYS`) and sprints forward, so the data holds plenty of orb collections. With probability
+    `idle_prob` per frame an idle spell starts (mean `IDLE_MEAN` frames, no key and no mouse), so the data
+    shows what the scene does untouched.
     `reset` draws a new mode for the chosen environments.
     """
 
@@ -83,6 +84,7 @@ class ExplorationPolicy:
         turn_prob: float = 0.03,
         idle_prob: float = 0.0,
         turn_rate: float = TURN_RATE,
+        key_probs: Mapping[str, float] | None = None,
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be positive, got {num_envs}")
@@ -100,7 +102,14 @@ class ExplorationPolicy:
         self.seek_prob, self.hold_mean, self.turn_rate = seek_prob, hold_mean, turn_rate
         self.mouse_theta, self.mouse_sigma, self.turn_prob = mouse_theta, mouse_sigma, turn_prob
         self.idle_prob = idle_prob
-        self._key_probs = np.array([KEY_PROBS.get(k, KEY_PROB_OTHER) for k in self.keys])  # [K]
+        key_probs = {k.upper(): p for k, p in (key_probs or {}).items()}
+        unknown = sorted(set(key_probs) - set(self.keys))
+        if unknown:
+            raise ValueError(f"key_probs names keys the policy does not press: {unknown}; its keys are {self.keys}")
+        if not all(0.0 <= p <= 1.0 for p in key_probs.values()):
+            raise ValueError(f"key_probs must lie in [0, 1], got {key_probs}")
+        probs = {**KEY_PROBS, **key_probs}
+        self._key_probs = np.array([probs.get(k, KEY_PROB_OTHER) for k in self.keys])  # [K]
         self._column = {k: i for i, k in enumerate(self.keys)}
         n, k = num_envs, len(self.keys)
         self.seeking = np.zeros(n, bool)  # [N]
@@ -358,7 +367,8 @@ def collect_arena(
 
     Every segment starts from a fresh world: seed `seed * SEED_STRIDE + i` and a caption drawn uniformly from
     `captions` (default: every caption of the grammar). `policy` overrides `ExplorationPolicy`'s other
-    settings (`hold_mean`, `mouse_theta`, `mouse_sigma`, `turn_prob`, `idle_prob`) and is kept in meta.json.
+    settings (`hold_mean`, `mouse_theta`, `mouse_sigma`, `turn_prob`, `idle_prob`, `key_probs`: {key: share of
+    the time it is pressed}) and is kept in meta.json.
     """
     if n_segments < 1 or segment_len < 2 or chunk_segments < 1:
         raise ValueError(f"need n_segments >= 1, segment_len >= 2 and chunk_segments >= 1, got {n_segments}, "
