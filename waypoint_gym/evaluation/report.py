@@ -100,7 +100,7 @@ def _plain(value: Any) -> Any:
 # Sizes of a full evaluation and of a quick one (a smoke test of the whole pipeline).
 _FULL = dict(one_step=64, horizon=16, open_loop_rounds=4, control_trials=32, control_frames=4, prompt_trials=8,
              prompt_frames=8, fit_worlds=8, reward_steps=300, drift_steps=1000, drift_window=100, max_worlds=None,
-             max_captions=None, gate_trials=64, context=6, idm_fit_worlds=64, idm_fit_steps=64, idm_train_steps=800,
+             max_captions=None, gate_trials=256, context=6, idm_fit_worlds=64, idm_fit_steps=64, idm_train_steps=800,
              reward_rounds=8)
 _QUICK = dict(one_step=6, horizon=8, open_loop_rounds=1, control_trials=4, control_frames=3, prompt_trials=2,
               prompt_frames=3, fit_worlds=2, reward_steps=12, drift_steps=24, drift_window=8, max_worlds=4,
@@ -127,8 +127,9 @@ def evaluate_world(
     Writes `out_dir/world_eval.json` (the returned report), `out_dir/world_eval.md` (a table against the
     targets of issue 5) and `out_dir/strip_<metric>.png`. `held_out_captions` are the prompts of the worlds
     (default `DEFAULT_CAPTIONS`); world seeds start at `seed` (at least `EVAL_SEED`, so they are not training
-    worlds). A full run plays 64 teacher-forced steps, 2 * n_worlds open-loop rollouts of 16 steps, 32
-    controllability starts under 4 actions, 8 prompt trials per caption, 300 orb-seeking steps and 1,000-step
+    worlds). A full run plays 64 teacher-forced steps, 256 starts for each one-step gate row (copy, turn, walk:
+    a 64-world block swings by several points, too much for a 95% bar), 2 * n_worlds open-loop rollouts of 16
+    steps, 32 controllability starts under 4 actions, 8 prompt trials per caption, 300 orb-seeking steps and 1,000-step
     rollouts; `quick` runs every metric on a few worlds and steps (a smoke test, not a measurement). Metrics the
     checkpoint cannot take part in (no prompt conditioning, no `reward_head/`) are skipped with a note.
     """
