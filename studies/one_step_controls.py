@@ -1,0 +1,138 @@
+"""Which one-step control trials does a world get wrong, and why?
+
+Replays the one-step rows of gate 2 (`evaluate-world`'s `control_one_step`: the same held-out worlds, 6 real
+frames of exploration, then one step of a full turn left or right, or W or S) and keeps every trial: the last
+action of play before it, the real and dreamed view motion, how far the real agent walked and the detail
+(Sobel magnitude) of the real start frame. It prints the agreement split by the last action of play, by the
+start frame's detail and by direction, and can save chosen trials as a grid of frames.
+
+    python studies/one_step_controls.py WORLD... [--worlds 256] [--grid 14:left,6:right]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from waypoint_gym.engine import WorldEngine
+from waypoint_gym.evaluation.control import view_shift, view_zoom
+from waypoint_gym.evaluation.harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, Harness, Pair, exploration
+from waypoint_gym.worlds.arena import WALK_SPEED
+
+SEED = EVAL_SEED + 7 * SEED_BLOCK  # the evaluation's seeds for these rows
+CONTEXT = 6  # real frames before the step, as in the evaluation
+ACTIONS = {"left": (None, -1.0), "right": (None, 1.0), "forward": ("W", 0.0), "back": ("S", 0.0)}
+
+
+def detail(frame: np.ndarray) -> float:
+    grey = cv2.cvtColor(frame.astype(np.float32), cv2.COLOR_RGB2GRAY)
+    return float(np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)).mean())
+
+
+def trials(world: str, n_worlds: int, grid: set[tuple[int, str]] = frozenset()) -> tuple[list[dict], list[np.ndarray]]:
+    """Every trial of the rows on `n_worlds` worlds -> (records, grid rows [H, 4W, 3] for the chosen trials).
+
+    The engine's noise is seeded as the evaluation seeds it and the actions run in its order, so the
+    agreement equals the evaluation's."""
+    engine = WorldEngine(world, device="cpu", batch_size=16, n_denoise_steps=2, seed=SEED)
+    engine.generator.manual_seed(SEED)
+    harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
+    keys, records, rows = harness.keys, [], []
+    for chunk in harness.chunks(n_worlds):
+        n = len(chunk)
+        for name, (key, mouse_x) in ACTIONS.items():
+            pair = Pair(harness, chunk, SEED, harness.captions, CONTEXT, exploration(0.4, keys), None)
+            latent = pair.start()
+            for _ in range(CONTEXT - 1):
+                last = pair.act()
+                latent = pair.observe(pair.play(*last)[0], *last)
+            start = pair.info["position"].copy()
+            pressed = np.zeros((n, len(keys)), np.uint8)
+            if key is not None:
+                pressed[:, keys.index(key)] = 1
+            mouse = np.zeros((n, 2), np.float32)
+            mouse[:, 0] = mouse_x
+            real0, dreamed0 = pair.frames.copy(), pair.decode(latent)
+            real1 = pair.play(pressed, mouse)[0].copy()
+            dreamed1 = pair.decode(pair.dream(pressed, mouse))
+            measure = view_shift if key is None else view_zoom
+            real, dreamed = measure(np.stack([real0, real1], 1)), measure(np.stack([dreamed0, dreamed1], 1))
+            walked = np.linalg.norm(pair.info["position"] - start, axis=1)
+            for i, trial in enumerate(chunk):
+                records.append({
+                    "world": trial, "action": name, "real": float(real[i]), "dreamed": float(dreamed[i]),
+                    "walked": float(walked[i]), "detail": detail(real0[i]),
+                    "last_mouse_x": float(last[1][i, 0]),
+                    "last_walk": int(last[0][i, keys.index("W")]) - int(last[0][i, keys.index("S")]),
+                })
+                if (trial, name) in grid:
+                    rows.append(np.concatenate([real0[i], real1[i], dreamed0[i], dreamed1[i]], 1))
+    return records, rows
+
+
+def agreement(records: list[dict]) -> dict:
+    ok = [np.sign(r["real"]) == np.sign(r["dreamed"]) for r in records]
+    return {"agree": float(np.mean(ok)) if ok else None, "trials": len(ok)}
+
+
+def summary(records: list[dict]) -> dict:
+    """Agreement of the turn and walk rows (walks the real agent could not finish left out, as in the
+    evaluation), split by the last action of play, the start frame's detail and the direction."""
+    out = {}
+    for row, names in (("turn", ("left", "right")), ("walk", ("forward", "back"))):
+        picked = [r for r in records if r["action"] in names and (row == "turn" or r["walked"] >= 0.9 * WALK_SPEED)]
+        if not picked:
+            continue
+        sign = {"left": -1, "right": 1, "forward": 1, "back": -1}
+        last = (lambda r: np.sign(r["last_mouse_x"]) * (abs(r["last_mouse_x"]) > 0.05)) if row == "turn" else \
+            (lambda r: r["last_walk"])
+        median = np.median([r["detail"] for r in picked])
+        failed = [r for r in picked if np.sign(r["real"]) != np.sign(r["dreamed"])]
+        unit = 1.0 if row == "turn" else 0.005  # px of shift, or log zoom: what counts as no motion
+        out[row] = {
+            **agreement(picked),
+            "by_direction": {name: agreement([r for r in picked if r["action"] == name]) for name in names},
+            "after_the_same_action": agreement([r for r in picked if last(r) == sign[r["action"]]]),
+            "after_the_opposite": agreement([r for r in picked if last(r) == -sign[r["action"]]]),
+            "after_neither": agreement([r for r in picked if last(r) == 0]),
+            "less_detail": agreement([r for r in picked if r["detail"] < median]),
+            "more_detail": agreement([r for r in picked if r["detail"] >= median]),
+            "failed_without_motion": sum(abs(r["dreamed"]) < 2 * unit for r in failed),
+            "failed": len(failed),
+            "dreamed_over_real": {name: float(np.mean([r["dreamed"] for r in picked if r["action"] == name]) /
+                                              np.mean([r["real"] for r in picked if r["action"] == name]))
+                                  for name in names},
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("worlds", nargs="+", help="checkpoint folders")
+    parser.add_argument("--worlds", dest="n_worlds", type=int, default=256, help="held-out worlds (the gate's 256)")
+    parser.add_argument("--grid", default="", help="trials to draw, WORLD:ACTION comma-separated (e.g. 14:left)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--out", default="studies/results/one_step_controls.json", help="JSON to write")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    grid = {(int(w), a) for w, a in (item.split(":") for item in args.grid.split(",") if item)}
+    results = {}
+    for world in args.worlds:
+        records, rows = trials(world, args.n_worlds, grid)
+        results[world] = summary(records)
+        print(world, json.dumps(results[world], indent=1))
+        if rows:
+            image = np.concatenate(rows, 0)
+            path = Path(args.out).with_name(f"one_step_controls_{Path(world).name}.png")
+            cv2.imwrite(str(path), cv2.cvtColor(cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST),
+                                                cv2.COLOR_RGB2BGR))
+    Path(args.out).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
