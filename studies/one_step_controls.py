@@ -2,9 +2,10 @@
 
 Replays the one-step rows of gate 2 (`evaluate-world`'s `control_one_step`: the same held-out worlds, 6 real
 frames of exploration, then one step of a full turn left or right, or W or S) and keeps every trial: the last
-action of play before it, the real and dreamed view motion, how far the real agent walked and the detail
-(Sobel magnitude) of the real start frame. It prints the agreement split by the last action of play, by the
-start frame's detail and by direction, and can save chosen trials as a grid of frames.
+action of play before it, the view motion of the real frames, of the dream and of the real frames through the
+autoencoder (what the latent can show at best), how far the real agent walked and the detail (Sobel
+magnitude) of the real start frame. It prints the agreement split by the last action of play, by the start
+frame's detail and by direction, and can save chosen trials as a grid of frames.
 
     python studies/one_step_controls.py WORLD... [--worlds 256] [--grid 14:left,6:right]
 """
@@ -57,26 +58,29 @@ def trials(world: str, n_worlds: int, grid: set[tuple[int, str]] = frozenset()) 
                 pressed[:, keys.index(key)] = 1
             mouse = np.zeros((n, 2), np.float32)
             mouse[:, 0] = mouse_x
-            real0, dreamed0 = pair.frames.copy(), pair.decode(latent)
+            real0, reconstructed0 = pair.frames.copy(), pair.decode(latent)
             real1 = pair.play(pressed, mouse)[0].copy()
             dreamed1 = pair.decode(pair.dream(pressed, mouse))
+            reconstructed1 = pair.decode(pair.world.encode(real1))
             measure = view_shift if key is None else view_zoom
-            real, dreamed = measure(np.stack([real0, real1], 1)), measure(np.stack([dreamed0, dreamed1], 1))
+            real, dreamed = measure(np.stack([real0, real1], 1)), measure(np.stack([reconstructed0, dreamed1], 1))
+            reconstructed = measure(np.stack([reconstructed0, reconstructed1], 1))
             walked = np.linalg.norm(pair.info["position"] - start, axis=1)
             for i, trial in enumerate(chunk):
                 records.append({
                     "world": trial, "action": name, "real": float(real[i]), "dreamed": float(dreamed[i]),
-                    "walked": float(walked[i]), "detail": detail(real0[i]),
+                    "reconstructed": float(reconstructed[i]), "walked": float(walked[i]),
+                    "detail": detail(real0[i]),
                     "last_mouse_x": float(last[1][i, 0]),
                     "last_walk": int(last[0][i, keys.index("W")]) - int(last[0][i, keys.index("S")]),
                 })
                 if (trial, name) in grid:
-                    rows.append(np.concatenate([real0[i], real1[i], dreamed0[i], dreamed1[i]], 1))
+                    rows.append(np.concatenate([real0[i], real1[i], reconstructed0[i], dreamed1[i]], 1))
     return records, rows
 
 
-def agreement(records: list[dict]) -> dict:
-    ok = [np.sign(r["real"]) == np.sign(r["dreamed"]) for r in records]
+def agreement(records: list[dict], motion: str = "dreamed") -> dict:
+    ok = [np.sign(r["real"]) == np.sign(r[motion]) for r in records]
     return {"agree": float(np.mean(ok)) if ok else None, "trials": len(ok)}
 
 
@@ -96,17 +100,20 @@ def summary(records: list[dict]) -> dict:
         unit = 1.0 if row == "turn" else 0.005  # px of shift, or log zoom: what counts as no motion
         out[row] = {
             **agreement(picked),
+            "reconstruction": agreement(picked, "reconstructed"),
+            "failed_where_the_reconstruction_agrees": int(sum(np.sign(r["reconstructed"]) == np.sign(r["real"])
+                                                              for r in failed)),
             "by_direction": {name: agreement([r for r in picked if r["action"] == name]) for name in names},
             "after_the_same_action": agreement([r for r in picked if last(r) == sign[r["action"]]]),
             "after_the_opposite": agreement([r for r in picked if last(r) == -sign[r["action"]]]),
             "after_neither": agreement([r for r in picked if last(r) == 0]),
             "less_detail": agreement([r for r in picked if r["detail"] < median]),
             "more_detail": agreement([r for r in picked if r["detail"] >= median]),
-            "failed_without_motion": sum(abs(r["dreamed"]) < 2 * unit for r in failed),
+            "failed_without_motion": int(sum(abs(r["dreamed"]) < 2 * unit for r in failed)),
             "failed": len(failed),
             "dreamed_over_real": {name: float(np.mean([r["dreamed"] for r in picked if r["action"] == name]) /
                                               np.mean([r["real"] for r in picked if r["action"] == name]))
-                                  for name in names},
+                                  for name in names if any(r["action"] == name for r in picked)},
         }
     return out
 
@@ -118,13 +125,14 @@ def main() -> None:
     parser.add_argument("--grid", default="", help="trials to draw, WORLD:ACTION comma-separated (e.g. 14:left)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--out", default="studies/results/one_step_controls.json", help="JSON to write")
+    parser.add_argument("--trials", default=None, help="also write every trial's record to this JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     grid = {(int(w), a) for w, a in (item.split(":") for item in args.grid.split(",") if item)}
-    results = {}
+    results, every_trial = {}, {}
     for world in args.worlds:
         records, rows = trials(world, args.n_worlds, grid)
-        results[world] = summary(records)
+        results[world], every_trial[world] = summary(records), records
         print(world, json.dumps(results[world], indent=1))
         if rows:
             image = np.concatenate(rows, 0)
@@ -132,6 +140,8 @@ def main() -> None:
             cv2.imwrite(str(path), cv2.cvtColor(cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST),
                                                 cv2.COLOR_RGB2BGR))
     Path(args.out).write_text(json.dumps(results, indent=1))
+    if args.trials:
+        Path(args.trials).write_text(json.dumps(every_trial))
 
 
 if __name__ == "__main__":

@@ -162,6 +162,9 @@ def check_report(report: dict, out_dir, metrics: set[str]) -> None:
         assert isinstance(gates[name]["value"], float) and gates[name]["met"] in (True, False)
     assert 0 < m["copy"]["detail_ratio"] and 0 < m["one_step"]["ssim"] <= 1 and m["copy"]["last_frame_psnr"] > 40
     assert set(m["action_following"]["real"]) == {"turn", "walk", "strafe"}
+    ceiling = m["control_one_step"]["turn"]["reconstruction_agreement"]  # the real frames through the autoencoder
+    assert isinstance(ceiling, float) and 0 <= ceiling <= 1
+    assert "turn / walk agreement (the ceilings)" in (out_dir / "world_eval.md").read_text()
 
 
 def test_evaluate_world_quick_without_prompt_or_reward_head(plain_checkpoint, tmp_path):

@@ -31,14 +31,16 @@ def test_the_trials_agree_as_often_as_the_evaluation_says(one_torch_thread):
     assert summary["walk"]["trials"] == gate["move"]["n_trials"]
     if gate["move"]["n_trials"]:
         assert summary["walk"]["agree"] == pytest.approx(gate["move"]["agreement"])
+    assert summary["turn"]["reconstruction"]["trials"] == 6
+    assert summary["turn"]["reconstruction"]["agree"] == pytest.approx(gate["turn"]["reconstruction_agreement"])
     split = summary["turn"]["by_direction"]
     assert split["left"]["trials"] + split["right"]["trials"] == 6
 
 
 def test_the_summary_splits_by_the_last_action_and_counts_still_failures():
     def trial(action, real, dreamed, last_x):
-        return {"world": 0, "action": action, "real": real, "dreamed": dreamed, "walked": 0.0, "detail": 1.0,
-                "last_mouse_x": last_x, "last_walk": 0}
+        return {"world": 0, "action": action, "real": real, "dreamed": dreamed, "reconstructed": real, "walked": 0.0,
+                "detail": 1.0, "last_mouse_x": last_x, "last_walk": 0}
 
     records = [trial("right", 10.0, 9.0, 1.0), trial("right", 10.0, -0.5, -1.0), trial("left", -10.0, -8.0, 0.0),
                trial("left", -10.0, 3.0, -0.5)]
@@ -47,4 +49,5 @@ def test_the_summary_splits_by_the_last_action_and_counts_still_failures():
     assert turn["after_the_same_action"] == {"agree": 0.5, "trials": 2}  # right after right, left after left
     assert turn["after_the_opposite"] == {"agree": 0.0, "trials": 1}
     assert turn["after_neither"] == {"agree": 1.0, "trials": 1}
+    assert turn["reconstruction"]["agree"] == 1.0 and turn["failed_where_the_reconstruction_agrees"] == 2
     assert "walk" not in study.summary(records)

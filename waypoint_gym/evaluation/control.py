@@ -7,7 +7,9 @@ consecutive frames; positive means the picture moves right (the camera turns lef
 centre: `view_zoom` resamples both frames to log-polar coordinates around the image centre (`cv2.warpPolar`,
 WARP_POLAR_LOG), where a zoom is a shift along the log-radius axis, measures that shift with
 `cv2.phaseCorrelate` and sums it over consecutive frames, as a log zoom factor; positive means the picture
-expands (walking forward). Trials where the real agent was stopped by a wall are left out.
+expands (walking forward). Trials where the real agent was stopped by a wall are left out. The same motion
+of the real frames through the autoencoder is the ceiling: a world whose latents were the real ones would
+agree that often, since phase correlation finds no shift in a frame the autoencoder leaves without texture.
 """
 
 from __future__ import annotations
@@ -132,8 +134,9 @@ def controllability(
     of `ExplorationPolicy`, the same for all four actions, in the model's history as real frames). The
     picture's motion is `view_shift` for turns and `view_zoom` for walking; a trial agrees when its dreamed
     motion has the sign of the real one. Walks the real agent could not finish (a wall in the way) are left
-    out. Returns {"turn": {... "size_ratio": the dreamed turn against the real one (`size_ratio`)}, "move":
-    {...}, "agreement" (both pooled), "samples"}.
+    out. Returns {"turn": {... "size_ratio": the dreamed turn against the real one (`size_ratio`),
+    "reconstruction_agreement": the ceiling, the real frames' latents decoded}, "move": {...}, "agreement"
+    (both pooled), "samples"}.
     """
     harness = Harness(engine, captions, mouse_scale, progress)
     keys = harness.keys
@@ -146,6 +149,7 @@ def controllability(
     actions.update({name: (key, 0.0) for name, key in (("forward", "W"), ("back", "S")) if key in keys})
     real = {name: [] for name in actions}
     dreamed = {name: [] for name in actions}
+    reconstructed = {name: [] for name in actions}
     moved = {name: [] for name in actions}
     samples = {"real": [], "dreamed": []}
     chunks = harness.chunks(n_trials)
@@ -165,26 +169,32 @@ def controllability(
                 mouse = np.zeros((n, 2), np.float32)
                 mouse[:, 0] = mouse_x
                 real_clip, dream_clip = [pair.frames], [pair.decode(latent)]
+                recon_clip = [dream_clip[0]]
                 for _ in range(n_frames):
                     real_clip.append(pair.play(pressed, mouse)[0])
                     dream_clip.append(pair.decode(pair.dream(pressed, mouse)))
+                    recon_clip.append(pair.decode(pair.world.encode(real_clip[-1])))
                 real_clip, dream_clip = np.stack(real_clip, 1), np.stack(dream_clip, 1)  # [n, T, H, W, 3]
                 measure = view_shift if key is None else view_zoom
                 real[name].append(measure(real_clip))
                 dreamed[name].append(measure(dream_clip))
+                reconstructed[name].append(measure(np.stack(recon_clip, 1)))
                 moved[name].append(np.linalg.norm(pair.info["position"] - start, axis=1))
                 if chunk.start == 0:
                     samples["real"].append(real_clip[0])
                     samples["dreamed"].append(dream_clip[0])
     real = {name: np.concatenate(v) for name, v in real.items()}
     dreamed = {name: np.concatenate(v) for name, v in dreamed.items()}
+    reconstructed = {name: np.concatenate(v) for name, v in reconstructed.items()}
 
     def summary(names: Sequence[str], expected: Sequence[float], unit: str, valid: dict[str, np.ndarray]):
         real_all = np.concatenate([real[k][valid[k]] for k in names])
         dreamed_all = np.concatenate([dreamed[k][valid[k]] for k in names])
         as_expected = np.concatenate([np.sign(real[k][valid[k]]) == e for k, e in zip(names, expected)])
+        recon_all = np.concatenate([reconstructed[k][valid[k]] for k in names])
         return {
             "agreement": _agreement(real_all, dreamed_all), "n_trials": len(real_all),
+            "reconstruction_agreement": _agreement(real_all, recon_all),
             "size_ratio": size_ratio(real_all, dreamed_all, 1.0 if unit == "shift_px" else 0.01),
             "real_as_expected": float(as_expected.mean()) if len(as_expected) else None,
             unit: {k: {"real": float(real[k][valid[k]].mean()) if valid[k].any() else None,

@@ -310,6 +310,8 @@ def _markdown(report: dict[str, Any]) -> str:
         ("Copy: PSNR of copying the last real frame", value(get("copy", "last_frame_psnr"), " dB")),
         ("Copy: the autoencoder's reconstruction, PSNR / detail ratio (the ceilings)",
          f"{value(get('copy', 'autoencoder_psnr'), ' dB')} / {value(get('copy', 'autoencoder_detail_ratio'))}"),
+        ("One step: the autoencoder's reconstruction, turn / walk agreement (the ceilings)", " / ".join(
+            value(get("control_one_step", row, "reconstruction_agreement")) for row in ("turn", "move"))),
         *((f"Action following ({side}): turn / walk / strafe, balanced accuracy (chance 0.33)", " / ".join(
             value(get("action_following", side, f)) for f in ("turn", "walk", "strafe")))
           for side in ("real", "one_step", "open_loop")),
