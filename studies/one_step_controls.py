@@ -35,18 +35,20 @@ def detail(frame: np.ndarray) -> float:
     return float(np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)).mean())
 
 
-def trials(world: str, n_worlds: int, grid: set[tuple[int, str]] = frozenset()) -> tuple[list[dict], list[np.ndarray]]:
+def trials(world: str, n_worlds: int, grid: set[tuple[int, str]] = frozenset(),
+           actions: tuple[str, ...] = tuple(ACTIONS)) -> tuple[list[dict], list[np.ndarray]]:
     """Every trial of the rows on `n_worlds` worlds -> (records, grid rows [H, 4W, 3] for the chosen trials).
 
-    The engine's noise is seeded as the evaluation seeds it and the actions run in its order, so the
-    agreement equals the evaluation's."""
+    The engine's noise is seeded as the evaluation seeds it and, with all four actions, they run in its
+    order, so the agreement equals the evaluation's; fewer `actions` play the same worlds under other noise."""
     engine = WorldEngine(world, device="cpu", batch_size=16, n_denoise_steps=2, seed=SEED)
     engine.generator.manual_seed(SEED)
     harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
     keys, records, rows = harness.keys, [], []
     for chunk in harness.chunks(n_worlds):
         n = len(chunk)
-        for name, (key, mouse_x) in ACTIONS.items():
+        for name in actions:
+            key, mouse_x = ACTIONS[name]
             pair = Pair(harness, chunk, SEED, harness.captions, CONTEXT, exploration(0.4, keys), None)
             latent = pair.start()
             for _ in range(CONTEXT - 1):
@@ -123,15 +125,20 @@ def main() -> None:
     parser.add_argument("worlds", nargs="+", help="checkpoint folders")
     parser.add_argument("--worlds", dest="n_worlds", type=int, default=256, help="held-out worlds (the gate's 256)")
     parser.add_argument("--grid", default="", help="trials to draw, WORLD:ACTION comma-separated (e.g. 14:left)")
+    parser.add_argument("--actions", default=",".join(ACTIONS),
+                        help="actions to play, comma-separated (fewer than all four: the same worlds, other noise)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--out", default="studies/results/one_step_controls.json", help="JSON to write")
     parser.add_argument("--trials", default=None, help="also write every trial's record to this JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     grid = {(int(w), a) for w, a in (item.split(":") for item in args.grid.split(",") if item)}
+    unknown = sorted(set(args.actions.split(",")) - set(ACTIONS))
+    if unknown:
+        parser.error(f"unknown actions {unknown}; expected some of {', '.join(ACTIONS)}")
     results, every_trial = {}, {}
     for world in args.worlds:
-        records, rows = trials(world, args.n_worlds, grid)
+        records, rows = trials(world, args.n_worlds, grid, tuple(args.actions.split(",")))
         results[world], every_trial[world] = summary(records), records
         print(world, json.dumps(results[world], indent=1))
         if rows:

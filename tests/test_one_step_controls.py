@@ -37,6 +37,12 @@ def test_the_trials_agree_as_often_as_the_evaluation_says(one_torch_thread):
     assert split["left"]["trials"] + split["right"]["trials"] == 6
 
 
+def test_fewer_actions_play_the_same_worlds():
+    records, _ = study.trials(str(BUNDLED), 2, actions=("back",))
+    assert [(r["world"], r["action"]) for r in records] == [(0, "back"), (1, "back")]
+    assert all(r["real"] < 0.02 for r in records)  # a step back shrinks the real view (or a wall stops it)
+
+
 def test_the_summary_splits_by_the_last_action_and_counts_still_failures():
     def trial(action, real, dreamed, last_x):
         return {"world": 0, "action": action, "real": real, "dreamed": dreamed, "reconstructed": real, "walked": 0.0,
