@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from waypoint_gym.engine import WorldEngine
-from waypoint_gym.evaluation.control import view_shift, view_zoom
+from waypoint_gym.evaluation.control import hold_action, view_shift, view_zoom
 from waypoint_gym.evaluation.harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, Harness, Pair, exploration
 from waypoint_gym.worlds.arena import WALK_SPEED
 
@@ -46,38 +46,22 @@ def trials(world: str, n_worlds: int, grid: set[tuple[int, str]] = frozenset(),
     harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
     keys, records, rows = harness.keys, [], []
     for chunk in harness.chunks(n_worlds):
-        n = len(chunk)
         for name in actions:
             key, mouse_x = ACTIONS[name]
             pair = Pair(harness, chunk, SEED, harness.captions, CONTEXT, exploration(0.4, keys), None)
-            latent = pair.start()
-            for _ in range(CONTEXT - 1):
-                last = pair.act()
-                latent = pair.observe(pair.play(*last)[0], *last)
-            start = pair.info["position"].copy()
-            pressed = np.zeros((n, len(keys)), np.uint8)
-            if key is not None:
-                pressed[:, keys.index(key)] = 1
-            mouse = np.zeros((n, 2), np.float32)
-            mouse[:, 0] = mouse_x
-            real0, reconstructed0 = pair.frames.copy(), pair.decode(latent)
-            real1 = pair.play(pressed, mouse)[0].copy()
-            dreamed1 = pair.decode(pair.dream(pressed, mouse))
-            reconstructed1 = pair.decode(pair.world.encode(real1))
+            trial = hold_action(pair, keys, key, mouse_x, CONTEXT, 1)
             measure = view_shift if key is None else view_zoom
-            real, dreamed = measure(np.stack([real0, real1], 1)), measure(np.stack([reconstructed0, dreamed1], 1))
-            reconstructed = measure(np.stack([reconstructed0, reconstructed1], 1))
-            walked = np.linalg.norm(pair.info["position"] - start, axis=1)
-            for i, trial in enumerate(chunk):
+            real, dreamed, reconstructed = (measure(trial[k]) for k in ("real", "dreamed", "reconstructed"))
+            last_keys, last_mouse = trial["last_action"]
+            for i, world_index in enumerate(chunk):
                 records.append({
-                    "world": trial, "action": name, "real": float(real[i]), "dreamed": float(dreamed[i]),
-                    "reconstructed": float(reconstructed[i]), "walked": float(walked[i]),
-                    "detail": detail(real0[i]),
-                    "last_mouse_x": float(last[1][i, 0]),
-                    "last_walk": int(last[0][i, keys.index("W")]) - int(last[0][i, keys.index("S")]),
+                    "world": world_index, "action": name, "real": float(real[i]), "dreamed": float(dreamed[i]),
+                    "reconstructed": float(reconstructed[i]), "walked": float(trial["walked"][i]),
+                    "detail": detail(trial["real"][i, 0]), "last_mouse_x": float(last_mouse[i, 0]),
+                    "last_walk": int(last_keys[i, keys.index("W")]) - int(last_keys[i, keys.index("S")]),
                 })
-                if (trial, name) in grid:
-                    rows.append(np.concatenate([real0[i], real1[i], reconstructed0[i], dreamed1[i]], 1))
+                if (world_index, name) in grid:
+                    rows.append(np.concatenate([*trial["real"][i], *trial["dreamed"][i]], 1))
     return records, rows
 
 

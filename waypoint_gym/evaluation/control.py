@@ -115,6 +115,38 @@ def _agreement(real: np.ndarray, dreamed: np.ndarray) -> float | None:
     return float(np.mean(np.sign(real) == np.sign(dreamed))) if len(real) else None
 
 
+def hold_action(pair: Pair, keys: Sequence[str], key: str | None, mouse_x: float, n_context: int,
+                n_frames: int) -> dict[str, Any]:
+    """Play `n_context - 1` steps of the pair's policy after its first frame (in the model's history as real
+    frames), then hold one action (`key` pressed, or none; mouse x = `mouse_x`) for `n_frames` steps in the
+    game and the dream.
+
+    Returns {"real", "dreamed", "reconstructed": clips [n, 1 + n_frames, H, W, 3] (the last: the real frames
+    through the autoencoder, what a world with the real latents would show), "walked": [n] how far the real
+    agent moved under the action, "last_action": (keys [n, K], mouse [n, 2]) of play just before it}.
+    """
+    n = pair.n
+    latent = pair.start()
+    last_action = (np.zeros((n, len(keys)), np.uint8), np.zeros((n, 2), np.float32))
+    for _ in range(n_context - 1):
+        last_action = pair.act()
+        latent = pair.observe(pair.play(*last_action)[0], *last_action)
+    start = pair.info["position"].copy()
+    pressed = np.zeros((n, len(keys)), np.uint8)
+    if key is not None:
+        pressed[:, keys.index(key)] = 1
+    mouse = np.zeros((n, 2), np.float32)
+    mouse[:, 0] = mouse_x
+    real, dreamed = [pair.frames], [pair.decode(latent)]
+    reconstructed = [dreamed[0]]
+    for _ in range(n_frames):
+        real.append(pair.play(pressed, mouse)[0])
+        dreamed.append(pair.decode(pair.dream(pressed, mouse)))
+        reconstructed.append(pair.decode(pair.world.encode(real[-1])))
+    return {"real": np.stack(real, 1), "dreamed": np.stack(dreamed, 1), "reconstructed": np.stack(reconstructed, 1),
+            "walked": np.linalg.norm(pair.info["position"] - start, axis=1), "last_action": last_action}
+
+
 def controllability(
     engine: WorldEngine,
     n_trials: int = 32,
@@ -155,34 +187,17 @@ def controllability(
     chunks = harness.chunks(n_trials)
     with harness.bar(len(chunks) * len(actions) * (n_context - 1 + n_frames), "controllability") as bar:
         for chunk in chunks:
-            n = len(chunk)
             for name, (key, mouse_x) in actions.items():
                 pair = Pair(harness, chunk, seed, harness.captions, n_context - 1 + n_frames, context, bar)
-                latent = pair.start()
-                for _ in range(n_context - 1):
-                    action = pair.act()
-                    latent = pair.observe(pair.play(*action)[0], *action)
-                start = pair.info["position"].copy()
-                pressed = np.zeros((n, len(keys)), np.uint8)
-                if key is not None:
-                    pressed[:, keys.index(key)] = 1
-                mouse = np.zeros((n, 2), np.float32)
-                mouse[:, 0] = mouse_x
-                real_clip, dream_clip = [pair.frames], [pair.decode(latent)]
-                recon_clip = [dream_clip[0]]
-                for _ in range(n_frames):
-                    real_clip.append(pair.play(pressed, mouse)[0])
-                    dream_clip.append(pair.decode(pair.dream(pressed, mouse)))
-                    recon_clip.append(pair.decode(pair.world.encode(real_clip[-1])))
-                real_clip, dream_clip = np.stack(real_clip, 1), np.stack(dream_clip, 1)  # [n, T, H, W, 3]
+                trial = hold_action(pair, keys, key, mouse_x, n_context, n_frames)
                 measure = view_shift if key is None else view_zoom
-                real[name].append(measure(real_clip))
-                dreamed[name].append(measure(dream_clip))
-                reconstructed[name].append(measure(np.stack(recon_clip, 1)))
-                moved[name].append(np.linalg.norm(pair.info["position"] - start, axis=1))
+                real[name].append(measure(trial["real"]))
+                dreamed[name].append(measure(trial["dreamed"]))
+                reconstructed[name].append(measure(trial["reconstructed"]))
+                moved[name].append(trial["walked"])
                 if chunk.start == 0:
-                    samples["real"].append(real_clip[0])
-                    samples["dreamed"].append(dream_clip[0])
+                    samples["real"].append(trial["real"][0])
+                    samples["dreamed"].append(trial["dreamed"][0])
     real = {name: np.concatenate(v) for name, v in real.items()}
     dreamed = {name: np.concatenate(v) for name, v in dreamed.items()}
     reconstructed = {name: np.concatenate(v) for name, v in reconstructed.items()}
