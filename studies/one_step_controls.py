@@ -22,17 +22,13 @@ import torch
 
 from waypoint_gym.engine import WorldEngine
 from waypoint_gym.evaluation.control import hold_action, view_shift, view_zoom
+from waypoint_gym.evaluation.fidelity import detail
 from waypoint_gym.evaluation.harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, Harness, Pair, exploration
 from waypoint_gym.worlds.arena import WALK_SPEED
 
 SEED = EVAL_SEED + 7 * SEED_BLOCK  # the evaluation's seeds for these rows
 CONTEXT = 6  # real frames before the step, as in the evaluation
 ACTIONS = {"left": (None, -1.0), "right": (None, 1.0), "forward": ("W", 0.0), "back": ("S", 0.0)}
-
-
-def detail(frame: np.ndarray) -> float:
-    grey = cv2.cvtColor(frame.astype(np.float32), cv2.COLOR_RGB2GRAY)
-    return float(np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)).mean())
 
 
 def trials(world: str, n_worlds: int, grid: set[tuple[int, str]] = frozenset(),
@@ -53,11 +49,12 @@ def trials(world: str, n_worlds: int, grid: set[tuple[int, str]] = frozenset(),
             measure = view_shift if key is None else view_zoom
             real, dreamed, reconstructed = (measure(trial[k]) for k in ("real", "dreamed", "reconstructed"))
             last_keys, last_mouse = trial["last_action"]
+            start_detail = detail(trial["real"][:, 0])  # [n]
             for i, world_index in enumerate(chunk):
                 records.append({
                     "world": world_index, "action": name, "real": float(real[i]), "dreamed": float(dreamed[i]),
                     "reconstructed": float(reconstructed[i]), "walked": float(trial["walked"][i]),
-                    "detail": detail(trial["real"][i, 0]), "last_mouse_x": float(last_mouse[i, 0]),
+                    "detail": float(start_detail[i]), "last_mouse_x": float(last_mouse[i, 0]),
                     "last_walk": int(last_keys[i, keys.index("W")]) - int(last_keys[i, keys.index("S")]),
                 })
                 if (world_index, name) in grid:
