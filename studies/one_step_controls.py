@@ -24,10 +24,11 @@ from waypoint_gym.engine import WorldEngine
 from waypoint_gym.evaluation.control import hold_action, view_shift, view_zoom
 from waypoint_gym.evaluation.fidelity import detail
 from waypoint_gym.evaluation.harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, Harness, Pair, exploration
+from waypoint_gym.evaluation.report import FULL_SIZES, SEED_OFFSETS
 from waypoint_gym.worlds.arena import WALK_SPEED
 
-SEED = EVAL_SEED + 7 * SEED_BLOCK  # the evaluation's seeds for these rows
-CONTEXT = 6  # real frames before the step, as in the evaluation
+SEED = EVAL_SEED + SEED_OFFSETS["control_one_step"] * SEED_BLOCK  # the evaluation's seeds for these rows
+CONTEXT = FULL_SIZES["context"]  # real frames before the step, as in the evaluation
 ACTIONS = {"left": (None, -1.0), "right": (None, 1.0), "forward": ("W", 0.0), "back": ("S", 0.0)}
 
 

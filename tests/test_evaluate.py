@@ -165,6 +165,9 @@ def check_report(report: dict, out_dir, metrics: set[str]) -> None:
     ceiling = m["control_one_step"]["turn"]["reconstruction_agreement"]  # the real frames through the autoencoder
     assert isinstance(ceiling, float) and 0 <= ceiling <= 1
     assert "turn / walk agreement (the ceilings)" in (out_dir / "world_eval.md").read_text()
+    open_loop_ceiling = m["open_loop"]["turns"]["reconstruction_agreement"]
+    assert isinstance(open_loop_ceiling, float) and 0 <= open_loop_ceiling <= 1
+    assert "turn agreement (the ceiling)" in (out_dir / "world_eval.md").read_text()
 
 
 def test_evaluate_world_quick_without_prompt_or_reward_head(plain_checkpoint, tmp_path):

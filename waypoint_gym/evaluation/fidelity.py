@@ -189,8 +189,10 @@ def open_loop_psnr(
 ) -> dict[str, Any]:
     """PSNR of `horizon` frames the model generates on its own outputs after `n_seed_frames` real frames.
 
-    Returns {"psnr" (mean over the steps), "psnr_at_horizon", "per_step" [horizon], "n_worlds", "horizon",
-    "samples"}; the samples start with the last seed frame (its autoencoder reconstruction in the dreamed row).
+    Returns {"psnr" (mean over the steps), "psnr_at_horizon", "per_step" [horizon], "turns" (`turn_following`,
+    with "reconstruction_agreement": the real frames through the autoencoder, the ceiling), "n_worlds",
+    "horizon", "samples"}; the samples start with the last seed frame (its autoencoder reconstruction in the
+    dreamed row).
     """
     if horizon < 1 or n_seed_frames < 1:
         raise ValueError(f"need horizon >= 1 and n_seed_frames >= 1, got {horizon} and {n_seed_frames}")
@@ -204,6 +206,7 @@ def open_loop_psnr(
             action = pair.act()
             latent = pair.observe(pair.play(*action)[0], *action)
         real, dreamed, step_scores = [pair.frames], [pair.decode(latent)], []
+        reconstructed = [dreamed[0]]
         for _ in range(horizon):
             action = pair.act()
             frames, _ = pair.play(*action)
@@ -211,11 +214,12 @@ def open_loop_psnr(
             step_scores.append(psnr(guess, frames))
             real.append(frames)
             dreamed.append(guess)
+            reconstructed.append(pair.decode(pair.world.encode(frames)))
         scores.append(np.stack(step_scores, 1))  # [n, horizon]
         samples = samples or strip_samples(real, dreamed)
-        clips.append((np.stack(dreamed, 1), np.stack(real, 1)))  # [n, horizon + 1, H, W, 3], from the seed frame
+        clips.append([np.stack(c, 1) for c in (dreamed, real, reconstructed)])  # [n, horizon + 1, H, W, 3] each
     per_step = np.concatenate(scores).mean(0)
-    dreamed_clips, real_clips = np.concatenate([d for d, _ in clips]), np.concatenate([r for _, r in clips])
+    dreamed_clips, real_clips, reconstructed_clips = (np.concatenate(c) for c in zip(*clips))
     figures = frame_figures(dreamed_clips[:, 1:], real_clips[:, 1:])  # {name: [N, horizon]}
     at_horizon = summary({k: v[:, -1] for k, v in figures.items()})
     log.info("open-loop PSNR %.2f dB over %d steps, %.2f dB at the horizon", per_step.mean(), horizon, per_step[-1])
@@ -225,6 +229,7 @@ def open_loop_psnr(
         "detail_ratio_at_horizon": at_horizon["detail_ratio"],
         "pixel_std_ratio_at_horizon": at_horizon["pixel_std_ratio"],
         "per_step_figures": [summary({k: v[:, t] for k, v in figures.items()}) for t in range(horizon)],
-        "turns": turn_following(real_clips, dreamed_clips),
+        "turns": {**turn_following(real_clips, dreamed_clips),
+                  "reconstruction_agreement": turn_following(real_clips, reconstructed_clips)["agreement"]},
         "n_worlds": n_worlds, "horizon": horizon, "n_seed_frames": n_seed_frames, "samples": samples,
     }

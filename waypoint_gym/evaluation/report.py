@@ -97,15 +97,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Where each metric's world seeds start: the evaluation's seed + offset * SEED_BLOCK, so metrics play different
+# worlds (studies that replay a metric's trials read theirs from here).
+SEED_OFFSETS = {"one_step": 0, "open_loop": 1, "controllability": 2, "prompt_following": 3, "reward_events": 4,
+                "long_rollout": 5, "copy": 6, "control_one_step": 7, "action_following": 8, "open_loop_rewards": 9}
+
 # Sizes of a full evaluation and of a quick one (a smoke test of the whole pipeline).
-_FULL = dict(one_step=64, horizon=16, open_loop_rounds=4, control_trials=32, control_frames=4, prompt_trials=8,
-             prompt_frames=8, fit_worlds=8, reward_steps=300, drift_steps=1000, drift_window=100, max_worlds=None,
-             max_captions=None, gate_trials=256, context=6, idm_fit_worlds=64, idm_fit_steps=64, idm_train_steps=800,
-             reward_rounds=8)
-_QUICK = dict(one_step=6, horizon=8, open_loop_rounds=1, control_trials=4, control_frames=3, prompt_trials=2,
-              prompt_frames=3, fit_worlds=2, reward_steps=12, drift_steps=24, drift_window=8, max_worlds=4,
-              max_captions=4, gate_trials=4, context=3, idm_fit_worlds=4, idm_fit_steps=6, idm_train_steps=10,
-              reward_rounds=1)
+FULL_SIZES = dict(one_step=64, horizon=16, open_loop_rounds=4, control_trials=32, control_frames=4,
+                  prompt_trials=8, prompt_frames=8, fit_worlds=8, reward_steps=300, drift_steps=1000, drift_window=100,
+                  max_worlds=None, max_captions=None, gate_trials=256, context=6, idm_fit_worlds=64, idm_fit_steps=64,
+                  idm_train_steps=800, reward_rounds=8)
+QUICK_SIZES = dict(one_step=6, horizon=8, open_loop_rounds=1, control_trials=4, control_frames=3, prompt_trials=2,
+                   prompt_frames=3, fit_worlds=2, reward_steps=12, drift_steps=24, drift_window=8, max_worlds=4,
+                   max_captions=4, gate_trials=4, context=3, idm_fit_worlds=4, idm_fit_steps=6, idm_train_steps=10,
+                   reward_rounds=1)
 
 
 def evaluate_world(
@@ -137,7 +142,7 @@ def evaluate_world(
         raise ValueError(f"evaluation seeds start at {EVAL_SEED} (below are training worlds), got seed={seed}")
     if n_worlds < 1:
         raise ValueError(f"n_worlds must be positive, got {n_worlds}")
-    size = _QUICK if quick else _FULL
+    size = QUICK_SIZES if quick else FULL_SIZES
     n_worlds = min(n_worlds, size["max_worlds"] or n_worlds)
     captions = list(DEFAULT_CAPTIONS if held_out_captions is None else held_out_captions)
     captions = captions[: size["max_captions"] or len(captions)]
@@ -155,39 +160,37 @@ def evaluate_world(
         notes.append("quick run: a few worlds and steps, a smoke test rather than a measurement")
 
     def run(name: str, fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> None:
-        """One metric, its engine noise drawn from a generator seeded by the metric's world seed (`args[2]`
-        or `kwargs["seed"]`), so each metric's figures do not depend on which metrics ran before it."""
+        """One metric on its own block of worlds (`SEED_OFFSETS`), its engine noise drawn from a generator
+        seeded by that block's first seed, so its figures do not depend on which metrics ran before it."""
         began = time.perf_counter()
-        engine.generator.manual_seed(kwargs["seed"])
-        result = fn(engine, *args, **kwargs, **common)
+        metric_seed = seed + SEED_OFFSETS[name] * SEED_BLOCK
+        engine.generator.manual_seed(metric_seed)
+        result = fn(engine, *args, seed=metric_seed, **kwargs, **common)
         samples[name] = result.pop("samples", None)
         metrics[name] = {**result, "seconds": round(time.perf_counter() - began, 2)}
 
     gates = size["gate_trials"]
-    run("one_step", one_step_psnr, n_worlds, size["one_step"], seed=seed, captions=captions)
-    run("copy", copy_step, gates, seed=seed + 6 * SEED_BLOCK, captions=captions, n_context=size["context"])
-    run("control_one_step", controllability, gates, seed=seed + 7 * SEED_BLOCK, captions=captions, n_frames=1,
-        turn=1.0, n_context=size["context"])
-    run("open_loop", open_loop_psnr, size["horizon"], size["open_loop_rounds"] * n_worlds, seed=seed + SEED_BLOCK,
-        captions=captions)
-    run("controllability", controllability, size["control_trials"], seed=seed + 2 * SEED_BLOCK, captions=captions,
+    run("one_step", one_step_psnr, n_worlds, size["one_step"], captions=captions)
+    run("copy", copy_step, gates, captions=captions, n_context=size["context"])
+    run("control_one_step", controllability, gates, captions=captions, n_frames=1, turn=1.0,
+        n_context=size["context"])
+    run("open_loop", open_loop_psnr, size["horizon"], size["open_loop_rounds"] * n_worlds, captions=captions)
+    run("controllability", controllability, size["control_trials"], captions=captions,
         n_frames=size["control_frames"])
-    run("action_following", action_following, n_worlds, size["horizon"], seed=seed + 8 * SEED_BLOCK,
-        captions=captions, fit_worlds=size["idm_fit_worlds"], fit_steps=size["idm_fit_steps"],
-        train_steps=size["idm_train_steps"])
+    run("action_following", action_following, n_worlds, size["horizon"], captions=captions,
+        fit_worlds=size["idm_fit_worlds"], fit_steps=size["idm_fit_steps"], train_steps=size["idm_train_steps"])
     if engine.config.prompt_conditioning:
-        run("prompt_following", prompt_following, captions, size["prompt_trials"], seed=seed + 3 * SEED_BLOCK,
-            n_frames=size["prompt_frames"], fit_worlds=size["fit_worlds"])
+        run("prompt_following", prompt_following, captions, size["prompt_trials"], n_frames=size["prompt_frames"],
+            fit_worlds=size["fit_worlds"])
     else:
         notes.append("prompt following skipped: the checkpoint has no prompt conditioning")
     head = _reward_head(engine, notes)
     if head is not None:
-        run("reward_events", reward_events, head, n_worlds, size["reward_steps"], seed=seed + 4 * SEED_BLOCK,
-            captions=captions)
+        run("reward_events", reward_events, head, n_worlds, size["reward_steps"], captions=captions)
         run("open_loop_rewards", open_loop_reward_events, head, size["reward_rounds"] * n_worlds, size["horizon"],
-            seed=seed + 9 * SEED_BLOCK, captions=captions, n_context=size["context"])
-    run("long_rollout", long_rollout_drift, size["drift_steps"], n_worlds, seed=seed + 5 * SEED_BLOCK,
-        captions=captions, window=size["drift_window"])
+            captions=captions, n_context=size["context"])
+    run("long_rollout", long_rollout_drift, size["drift_steps"], n_worlds, captions=captions,
+        window=size["drift_window"])
 
     strips = {}
     for name, sample in samples.items():
@@ -307,6 +310,8 @@ def _markdown(report: dict[str, Any]) -> str:
         (f"Open loop: SSIM at step {horizon} / mean", " / ".join(
             value(get("open_loop", k)) for k in ("ssim_at_horizon", "ssim"))),
         ("Open loop: dreamed turn / real turn", value(get("open_loop", "turns", "shift_ratio"))),
+        ("Open loop: the autoencoder's reconstruction, turn agreement (the ceiling)",
+         value(get("open_loop", "turns", "reconstruction_agreement"))),
         ("Copy: PSNR of copying the last real frame", value(get("copy", "last_frame_psnr"), " dB")),
         ("Copy: the autoencoder's reconstruction, PSNR / detail ratio (the ceilings)",
          f"{value(get('copy', 'autoencoder_psnr'), ' dB')} / {value(get('copy', 'autoencoder_detail_ratio'))}"),
