@@ -82,6 +82,14 @@ def test_training_pipeline_end_to_end(tmp_path):
           "--steps", "3", "--world", str(world), "--world-batch", "4", "--segments", "4"])
     report = json.loads((tmp_path / "rh_world" / "report.json").read_text())
     assert report["n_train"] == 3 * 9 and report["one_step_latents_of"] == str(world)
+    # Or its open-loop dreams: frames 0-5 of each 10-frame segment real, the steps into frames 6-9 dreamed.
+    main(["train", "reward-head", "--data", str(data), "--latents", str(lat), "--out", str(tmp_path / "rh_open"),
+          "--steps", "3", "--world", str(world), "--world-batch", "4", "--segments", "4", "--open-loop"])
+    report = json.loads((tmp_path / "rh_open" / "report.json").read_text())
+    assert report["n_train"] == 3 * 4 and report["open_loop_latents_of"] == str(world)
+    with pytest.raises(SystemExit, match="--open-loop needs --world"):
+        main(["train", "reward-head", "--data", str(data), "--latents", str(lat), "--out", str(tmp_path / "rh_x"),
+              "--open-loop"])
 
     # The self-forcing stage distils that world into a 1-step student and exports it the same way.
     student = tmp_path / "student"

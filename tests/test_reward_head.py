@@ -18,6 +18,7 @@ from waypoint_gym.training.data import encode_dataset
 from waypoint_gym.training.reward_head import (
     best_threshold,
     one_step_latents,
+    open_loop_latents,
     train_reward_head,
 )
 
@@ -124,6 +125,58 @@ def test_reads_the_dreamed_latents_as_the_step(tmp_path):
     assert report["reward"]["precision"] >= 0.9 and report["reward"]["recall"] >= 0.9, report["reward"]
     with pytest.raises(ValueError, match="dreamed latents"):
         train_reward_head(real, data, tmp_path / "bad", dreamed=latents[:, :4], steps=1, progress=False)
+
+
+def test_open_loop_dreams_give_both_frames_of_a_step(tmp_path):
+    """With `dreamed_steps` the head trains on steps into dreamed frames only and reads frame t - 1 from the
+    dreams too: here only the previous dreamed frame carries the reward's mark."""
+    latents, data = synthetic()
+    real = np.random.default_rng(2).standard_normal(latents.shape).astype(np.float16)  # no marks at all
+    dreamed = np.roll(latents.astype(np.float32), -1, axis=1)  # frame t - 1 carries the mark of a reward at t
+    steps = np.ones((S, L), bool)
+    steps[:, :3] = False  # frames 0-2 as real context
+    report = train_reward_head(real, data, tmp_path / "head", dreamed=dreamed, dreamed_by="a world",
+                               dreamed_steps=steps, steps=150, batch_size=64, lr=3e-3, hidden=32, val_fraction=0.25,
+                               progress=False)
+    assert report["n_train"] + report["n_val"] == S * (L - 3) and report["open_loop_latents_of"] == "a world"
+    assert report["reward"]["precision"] >= 0.9 and report["reward"]["recall"] >= 0.9, report["reward"]
+    one_step = train_reward_head(real, data, tmp_path / "one_step", dreamed=dreamed, steps=150, batch_size=64,
+                                 lr=3e-3, hidden=32, val_fraction=0.25, progress=False)
+    assert one_step["reward"]["f1"] < 0.5  # the real previous frame and the next dream say nothing of it
+    with pytest.raises(ValueError, match="dreamed_steps needs dreamed latents"):
+        train_reward_head(real, data, tmp_path / "bad", dreamed_steps=steps, steps=1, progress=False)
+
+
+def tiny_world(tmp_path):
+    cfg = WaypointConfig(d_model=32, n_heads=2, n_kv_heads=1, n_layers=2, mlp_ratio=2, channels=C, height=H // 4,
+                         width=W // 4, patch=(4, 4), tokens_per_frame=4, n_frames=16, local_window=3, global_window=4,
+                         global_pinned_dilation=2, global_attn_period=2, n_buttons=128, prompt_conditioning=None)
+    return random_checkpoint(tmp_path / "world", cfg)
+
+
+def test_open_loop_latents_dream_on_their_own_outputs(tmp_path):
+    ckpt = tiny_world(tmp_path)
+    latents, data = synthetic()
+    latents, data = latents[:3].astype(np.float32), {k: v[:3] for k, v in data.items() if k != "length"}
+    keys = ["W", "A", "S", "D", "SPACE", "SHIFT"]
+
+    def dreams(real):
+        return open_loop_latents(WorldEngine(ckpt, batch_size=2, seed=0), real, data, keys, n_context=2, horizon=2,
+                                 progress=False)
+
+    out, dreamed = dreams(latents)  # windows: frames 0-1 real, 2-3 dreamed; 4-5 real, 6-7 dreamed
+    assert dreamed.tolist() == [[False, False, True, True] * 2] * 3 and out.shape == latents.shape
+    np.testing.assert_array_equal(out[~dreamed], latents[~dreamed])  # context frames stay real
+    assert np.abs(out[dreamed] - latents[dreamed]).mean() > 0.1
+    changed = latents.copy()
+    changed[:, 3] += 1.0  # a dreamed frame's real latent: never read
+    np.testing.assert_array_equal(dreams(changed)[0], out)
+    changed[:, 4] += 1.0  # the second window's context: its dreams change, the first window's do not
+    moved = dreams(changed)[0]
+    np.testing.assert_array_equal(moved[:, :4], out[:, :4])
+    assert not np.allclose(moved[:, 6:], out[:, 6:])
+    with pytest.raises(ValueError, match="need n_context >= 1"):
+        open_loop_latents(WorldEngine(ckpt, batch_size=2, seed=0), latents, data, keys, n_context=0)
 
 
 def test_one_step_latents_are_the_worlds_predictions_from_real_frames(tmp_path):

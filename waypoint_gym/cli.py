@@ -146,17 +146,23 @@ def train_self_forcing(args: argparse.Namespace) -> None:
 def train_reward_head(args: argparse.Namespace) -> None:
     from waypoint_gym.training import train_reward_head
 
-    dreamed = None
-    if args.world:  # the world's one-step predictions of the recorded frames, as the head will read them
+    dreamed = dreamed_steps = None
+    if args.open_loop and not args.world:
+        raise SystemExit("--open-loop needs --world (the world whose dreams the head learns to read)")
+    if args.world:  # the world's predictions of the recorded frames, as the head will read them
         from waypoint_gym.engine import WorldEngine
         from waypoint_gym.training.data import world_model_data
-        from waypoint_gym.training.reward_head import one_step_latents
+        from waypoint_gym.training.reward_head import one_step_latents, open_loop_latents
 
         data, keys, _ = world_model_data(args.data, args.latents, args.segments)
         engine = WorldEngine(args.world, device=args.device, batch_size=args.world_batch, seed=0)
-        dreamed = one_step_latents(engine, data["latents"], data, keys)
+        if args.open_loop:
+            dreamed, dreamed_steps = open_loop_latents(engine, data["latents"], data, keys)
+        else:
+            dreamed = one_step_latents(engine, data["latents"], data, keys)
     report = train_reward_head(args.latents, args.data, args.out, steps=args.steps, device=args.device,
-                               dreamed=dreamed, dreamed_by=args.world, max_segments=args.segments)
+                               dreamed=dreamed, dreamed_by=args.world, dreamed_steps=dreamed_steps,
+                               max_segments=args.segments)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
 
 
@@ -362,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", default=None,
                    help="a checkpoint: train on its one-step predictions of the frames (what a dreamed step shows)")
     p.add_argument("--world-batch", type=int, default=64, help="segments predicted at once with --world")
+    p.add_argument("--open-loop", action="store_true",
+                   help="with --world: train on its open-loop dreams (6 real frames, then 16 dreamed, window after "
+                   "window) instead of its one-step predictions")
     p.add_argument("--segments", type=int, default=None,
                    help="use the collection's first N segments only (default: all); --world predicts only those")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -35,6 +35,7 @@ class Transitions:
     terminated: np.ndarray  # [S, L]
     index: np.ndarray  # [M, 2] (s, t) of each transition
     current: np.ndarray | None = None  # [S, L, C, h, w] what the head reads as frame t, if not `latents`
+    previous: np.ndarray | None = None  # [S, L, C, h, w] what it reads as frame t - 1, if not `latents`
 
     def batch(self, rows: np.ndarray, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Inputs (prev, latent, keys, mouse) and targets [B, 2] of the transitions `rows` of `index`."""
@@ -42,7 +43,8 @@ class Transitions:
         order = np.lexsort((t, s))  # sorted reads are kinder to a memory-mapped file
         s, t, back = s[order], t[order], np.argsort(order)
         current = self.latents if self.current is None else self.current
-        prev, latent = self.latents[s, t - 1][back], current[s, t][back]
+        previous = self.latents if self.previous is None else self.previous
+        prev, latent = previous[s, t - 1][back], current[s, t][back]
         inputs = [torch.from_numpy(np.asarray(a, np.float32)).to(device) for a in
                   (prev, latent, self.keys[s, t][back], self.mouse[s, t][back])]
         target = np.stack([self.reward[s, t] > 0, self.terminated[s, t]], 1)[back]
@@ -107,6 +109,44 @@ def one_step_latents(engine: WorldEngine, latents: np.ndarray, data: dict[str, n
     return out
 
 
+@torch.no_grad()
+def open_loop_latents(engine: WorldEngine, latents: np.ndarray, data: dict[str, np.ndarray], key_names: list[str],
+                      n_context: int = 6, horizon: int = 16, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A world's open-loop dreams of the recorded frames, window after window along each segment: `n_context`
+    real frames into its history (the first as a seed frame), then `horizon` frames it dreams on its own
+    outputs under the recorded actions, as the evaluation's gate 4 and a dreamed episode read them.
+
+    Returns (latents [S, L, C, h, w] float32: the real latents of context frames, the dreams elsewhere;
+    dreamed [S, L] bool: which frames are dreams). `engine`'s batch size sets how many segments run at once.
+    """
+    if n_context < 1 or horizon < 1:
+        raise ValueError(f"need n_context >= 1 and horizon >= 1, got {n_context} and {horizon}")
+    world = WorldBatch(engine, keys=key_names)
+    n_segments, segment_len = latents.shape[:2]
+    out = np.array(latents, np.float32)  # context frames stay real
+    dreamed = np.zeros((n_segments, segment_len), bool)
+    starts = range(0, segment_len - n_context, n_context + horizon)
+    bar = tqdm(total=n_segments * len(starts), desc="open-loop latents", unit="window", disable=not progress)
+    conditioned = engine.config.prompt_conditioning
+    for first in range(0, n_segments, engine.batch_size):
+        segments = np.arange(first, min(first + engine.batch_size, n_segments))
+        rows = list(range(len(segments)))
+        prompts = [str(p) for p in data["prompt"][segments]] if conditioned else [None] * len(rows)
+        for start in starts:
+            world.begin(rows, prompts)
+            world.append(rows, torch.from_numpy(out[segments, start]))
+            for t in range(start + 1, start + n_context):
+                pressed, mouse = data["keys"][segments, t], data["mouse"][segments, t]
+                world.append(rows, torch.from_numpy(out[segments, t]), pressed, mouse)
+            for t in range(start + n_context, min(start + n_context + horizon, segment_len)):
+                pressed, mouse = data["keys"][segments, t], data["mouse"][segments, t]
+                out[segments, t] = world.dream(rows, pressed, mouse).reshape(len(rows), *out.shape[2:])
+                dreamed[segments, t] = True
+            bar.update(len(rows))
+    bar.close()
+    return out, dreamed
+
+
 def train_reward_head(
     latents: str | os.PathLike | np.ndarray,
     data: str | os.PathLike | dict[str, np.ndarray],
@@ -114,6 +154,7 @@ def train_reward_head(
     *,
     dreamed: np.ndarray | None = None,
     dreamed_by: str | None = None,
+    dreamed_steps: np.ndarray | None = None,
     steps: int = 3000,
     batch_size: int = 256,
     lr: float = 1e-3,
@@ -129,7 +170,10 @@ def train_reward_head(
     `latents` is an array or a file from `encode_dataset`; `data` a collection folder or `load_chunks` output.
     With `dreamed` (`one_step_latents` of a world on the same segments) the head reads the world's prediction
     as the step's latent (the previous one stays real), for training and for choosing the thresholds;
-    `dreamed_by` (that world's name) goes into the report as `one_step_latents_of`.
+    `dreamed_by` (that world's name) goes into the report as `one_step_latents_of`. With `dreamed_steps` too
+    ([S, L] bool, from `open_loop_latents`, whose latents are then `dreamed`), the head trains on the steps
+    into dreamed frames only and reads the previous frame from `dreamed` as well: an open-loop dream's pair
+    (the report names the world `open_loop_latents_of`).
     The loss is binary cross-entropy per output, positives weighted by negatives / positives of the training
     split (class-balanced). `max_segments` keeps the collection's first segments only. The last `val_fraction`
     of them is held out to choose the thresholds and to report precision and recall. Saves the head in
@@ -154,16 +198,22 @@ def train_reward_head(
         raise ValueError(f"latents {tuple(latents.shape)} do not match {n_segments} segments of {segment_len}")
     if dreamed is not None and dreamed.shape != latents.shape:
         raise ValueError(f"dreamed latents {tuple(dreamed.shape)} do not match the latents {tuple(latents.shape)}")
+    if dreamed_steps is not None and (dreamed is None or dreamed_steps.shape != latents.shape[:2]):
+        raise ValueError(f"dreamed_steps needs dreamed latents and one flag per frame {tuple(latents.shape[:2])}, "
+                         f"got {None if dreamed_steps is None else tuple(dreamed_steps.shape)}")
 
     # Transitions into frames 1 .. length-1; the last segments are held out.
     n_val = min(n_segments - 1, max(1, round(n_segments * val_fraction))) if n_segments > 1 else 0
     t = np.arange(1, segment_len)
     pairs = [np.stack(np.broadcast_arrays(s, t[t < data["length"][s]]), 1) for s in range(n_segments)]
     index = np.concatenate(pairs).astype(np.int64)  # [M, 2]
+    previous = None
+    if dreamed_steps is not None:  # open-loop dreams: steps into dreamed frames, the previous frame as dreamed
+        index, previous = index[dreamed_steps[index[:, 0], index[:, 1]]], dreamed
     is_val = index[:, 0] >= n_segments - n_val
     arrays = {k: data[k] for k in ("keys", "mouse", "reward", "terminated")}
-    train = Transitions(latents, **arrays, index=index[~is_val], current=dreamed)
-    val = Transitions(latents, **arrays, index=index[is_val] if n_val else index, current=dreamed)
+    train = Transitions(latents, **arrays, index=index[~is_val], current=dreamed, previous=previous)
+    val = Transitions(latents, **arrays, index=index[is_val] if n_val else index, current=dreamed, previous=previous)
 
     rng = np.random.default_rng(seed)
     stats_rows = np.sort(rng.choice(len(train.index), min(4096, len(train.index)), replace=False))
@@ -206,7 +256,7 @@ def train_reward_head(
         "steps": steps, "history": history, "config": dataclasses.asdict(head.config),
     }
     if dreamed_by is not None:
-        report["one_step_latents_of"] = dreamed_by
+        report["open_loop_latents_of" if dreamed_steps is not None else "one_step_latents_of"] = dreamed_by
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     log.info("reward head: held-out reward precision %s recall %s; saved to %s",
              reward_eval["precision"], reward_eval["recall"], out_dir)
