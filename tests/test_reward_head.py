@@ -180,10 +180,7 @@ def test_open_loop_latents_dream_on_their_own_outputs(tmp_path):
 
 
 def test_one_step_latents_are_the_worlds_predictions_from_real_frames(tmp_path):
-    cfg = WaypointConfig(d_model=32, n_heads=2, n_kv_heads=1, n_layers=2, mlp_ratio=2, channels=C, height=H // 4,
-                         width=W // 4, patch=(4, 4), tokens_per_frame=4, n_frames=16, local_window=3, global_window=4,
-                         global_pinned_dilation=2, global_attn_period=2, n_buttons=128, prompt_conditioning=None)
-    ckpt = random_checkpoint(tmp_path / "world", cfg)
+    ckpt = tiny_world(tmp_path)
     latents, data = synthetic()
     latents, data = latents[:3, :4], {k: v[:3, :4] for k, v in data.items() if k != "length"}
     keys = ["W", "A", "S", "D", "SPACE", "SHIFT"]

@@ -142,7 +142,7 @@ def hold_action(pair: Pair, keys: Sequence[str], key: str | None, mouse_x: float
     for _ in range(n_frames):
         real.append(pair.play(pressed, mouse)[0])
         dreamed.append(pair.decode(pair.dream(pressed, mouse)))
-        reconstructed.append(pair.decode(pair.world.encode(real[-1])))
+        reconstructed.append(pair.reconstruct(real[-1]))
     return {"real": np.stack(real, 1), "dreamed": np.stack(dreamed, 1), "reconstructed": np.stack(reconstructed, 1),
             "walked": np.linalg.norm(pair.info["position"] - start, axis=1), "last_action": last_action}
 

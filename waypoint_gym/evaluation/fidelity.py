@@ -119,7 +119,7 @@ def copy_step(
         dreamed.append(guess)
         real.append(frames)
         last.append(before)
-        recon.append(pair.decode(pair.world.encode(frames)))
+        recon.append(pair.reconstruct(frames))
         samples = samples or {"real": np.stack([before, frames], 1)[:4], "dreamed": np.stack([before, guess], 1)[:4]}
     dreamed, real, last, recon = (np.concatenate(v)[:, None] for v in (dreamed, real, last, recon))
     result = summary(frame_figures(dreamed, real))
@@ -214,7 +214,7 @@ def open_loop_psnr(
             step_scores.append(psnr(guess, frames))
             real.append(frames)
             dreamed.append(guess)
-            reconstructed.append(pair.decode(pair.world.encode(frames)))
+            reconstructed.append(pair.reconstruct(frames))
         scores.append(np.stack(step_scores, 1))  # [n, horizon]
         samples = samples or strip_samples(real, dreamed)
         clips.append([np.stack(c, 1) for c in (dreamed, real, reconstructed)])  # [n, horizon + 1, H, W, 3] each

@@ -119,6 +119,10 @@ class Pair:
     def decode(self, latent: torch.Tensor) -> np.ndarray:
         return self.world.decode(latent)
 
+    def reconstruct(self, frames: np.ndarray) -> np.ndarray:
+        """Real frames [n, H, W, 3] through the autoencoder: what a world with exactly the real latents shows."""
+        return self.decode(self.world.encode(frames))
+
 
 class Harness:
     """A world model (its engine) and the ground-truth game it is measured against, with the checks metrics share."""

@@ -105,10 +105,10 @@ def real_pairs(harness: Harness, n_worlds: int, n_steps: int, seed: int) -> tupl
     action between them [M, 3]; `ExplorationPolicy` plays."""
     pairs, classes = [], []
     for pair in harness.pairs(n_worlds, n_steps, seed, exploration(0.4, harness.keys), "inverse-dynamics data"):
-        previous = pair.decode(pair.world.encode(pair.frames))
+        previous = pair.reconstruct(pair.frames)
         for _ in range(n_steps):
             action = pair.act()
-            current = pair.decode(pair.world.encode(pair.play(*action)[0]))
+            current = pair.reconstruct(pair.play(*action)[0])
             pairs.append(np.stack([previous, current], 1))
             classes.append(action_classes(*action, harness.keys))
             previous = current
