@@ -101,6 +101,11 @@ def test_motion_measures_read_the_real_game_correctly():
     assert (forward[moved["forward"]] > 0).all() and (back[moved["back"]] < 0).all()
     still = np.repeat(clips["left"][:, :1], 3, axis=1)
     assert np.abs(view_shift(still)).max() < 0.5 and np.abs(view_zoom(still)).max() < 0.05
+    # turns are measured at half size but reported in the frames' pixels: full size finds the same pan
+    # (half size reads it up to a quarter short: its sub-pixel peak is coarser)
+    np.testing.assert_allclose(view_shift(clips["left"], downsample=1), left, rtol=0.3)
+    with pytest.raises(ValueError, match="downsample must be a positive integer"):
+        view_shift(still, downsample=0)
 
 
 def test_theme_classifier_tells_real_worlds_apart():
