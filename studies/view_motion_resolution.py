@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--out", default="studies/results/view_motion_resolution.json", help="JSON to write")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    engine = WorldEngine(args.world, device="cpu", batch_size=16, n_denoise_steps=2, seed=EVAL_SEED)
+    engine = WorldEngine(args.world, device="cpu", batch_size=16, seed=EVAL_SEED)  # the checkpoint's own schedule
     harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
     one_step = one_step_clips(engine, harness, FULL_SIZES["gate_trials"])
     open_loop = open_loop_clips(engine, harness, FULL_SIZES["open_loop_rounds"] * engine.batch_size,
