@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from waypoint_gym.engine import WorldEngine
-from waypoint_gym.evaluation.control import hold_action, size_ratio, step_shifts, view_shift, view_zoom
+from waypoint_gym.evaluation.control import hold_action, sign_agreement, size_ratio, step_shifts, view_shift, view_zoom
+from waypoint_gym.evaluation.fidelity import open_loop_clips
 from waypoint_gym.evaluation.harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, Harness, Pair, exploration
 from waypoint_gym.evaluation.report import FULL_SIZES, SEED_OFFSETS
 from waypoint_gym.worlds.arena import WALK_SPEED
@@ -47,28 +48,12 @@ def one_step_clips(engine: WorldEngine, harness: Harness, n_worlds: int) -> dict
     return {name: {k: np.concatenate(v) for k, v in clips.items()} for name, clips in out.items()}
 
 
-def open_loop_clips(engine: WorldEngine, harness: Harness, n_worlds: int, horizon: int) -> dict[str, np.ndarray]:
+def open_loop_trials(engine: WorldEngine, harness: Harness, n_worlds: int, horizon: int) -> dict[str, np.ndarray]:
     """Gate 3's open loop, as `open_loop_psnr` plays it -> {"real" | "dreamed" | "reconstructed": [n, 1 + horizon,
     H, W, 3]}."""
     seed = EVAL_SEED + SEED_OFFSETS["open_loop"] * SEED_BLOCK
     engine.generator.manual_seed(seed)
-    out = {k: [] for k in CLIPS}
-    for pair in harness.pairs(n_worlds, horizon, seed, exploration(0.4, harness.keys), "open loop"):
-        latent = pair.start()
-        clips = {"real": [pair.frames], "dreamed": [pair.decode(latent)], "reconstructed": [pair.decode(latent)]}
-        for _ in range(horizon):
-            action = pair.act()
-            frames, _ = pair.play(*action)
-            clips["dreamed"].append(pair.decode(pair.dream(*action)))
-            clips["real"].append(frames)
-            clips["reconstructed"].append(pair.reconstruct(frames))
-        for k in CLIPS:
-            out[k].append(np.stack(clips[k], 1))
-    return {k: np.concatenate(v) for k, v in out.items()}
-
-
-def agree(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(np.sign(a) == np.sign(b)))
+    return open_loop_clips(harness, n_worlds, horizon, seed, exploration(0.4, harness.keys))
 
 
 def measure(one_step: dict, open_loop: dict, downsample: int) -> dict:
@@ -82,17 +67,17 @@ def measure(one_step: dict, open_loop: dict, downsample: int) -> dict:
         motion = {k: np.concatenate([fn(one_step[n][k][keep[n]], downsample) for n in names]) for k in CLIPS}
         commanded = np.concatenate([np.full(keep[n].sum(), ACTIONS[n][2]) for n in names])
         rows[f"one_step_{row}"] = {
-            "trials": len(commanded), "real_as_commanded": agree(commanded, motion["real"]),
-            "reconstruction_agreement": agree(motion["real"], motion["reconstructed"]),
-            "agreement": agree(motion["real"], motion["dreamed"]),
+            "trials": len(commanded), "real_as_commanded": sign_agreement(commanded, motion["real"]),
+            "reconstruction_agreement": sign_agreement(motion["real"], motion["reconstructed"]),
+            "agreement": sign_agreement(motion["real"], motion["dreamed"]),
             "size_ratio": size_ratio(motion["real"], motion["dreamed"], unit),
         }
     shifts = {k: step_shifts(open_loop[k], downsample) for k in CLIPS}
     turned = np.abs(shifts["real"]) >= 1.0
     rows["open_loop_turn"] = {
         "turning_steps": int(turned.sum()), "steps": int(turned.size),
-        "reconstruction_agreement": agree(shifts["real"][turned], shifts["reconstructed"][turned]),
-        "agreement": agree(shifts["real"][turned], shifts["dreamed"][turned]),
+        "reconstruction_agreement": sign_agreement(shifts["real"][turned], shifts["reconstructed"][turned]),
+        "agreement": sign_agreement(shifts["real"][turned], shifts["dreamed"][turned]),
         "size_ratio": size_ratio(shifts["real"][turned], shifts["dreamed"][turned]),
     }
     return rows
@@ -109,7 +94,7 @@ def main() -> None:
     engine = WorldEngine(args.world, device="cpu", batch_size=16, seed=EVAL_SEED)  # the checkpoint's own schedule
     harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
     one_step = one_step_clips(engine, harness, FULL_SIZES["gate_trials"])
-    open_loop = open_loop_clips(engine, harness, FULL_SIZES["open_loop_rounds"] * engine.batch_size,
+    open_loop = open_loop_trials(engine, harness, FULL_SIZES["open_loop_rounds"] * engine.batch_size,
                                 FULL_SIZES["horizon"])
     results = {"world": args.world or "bundled",
                "by_downsample": {d: measure(one_step, open_loop, int(d)) for d in args.downsample.split(",")}}

@@ -28,7 +28,8 @@ from waypoint_gym.evaluation import (
     view_zoom,
 )
 from waypoint_gym.evaluation.control import turn_following
-from waypoint_gym.evaluation.fidelity import detail, pixel_std, ssim
+from waypoint_gym.evaluation.fidelity import detail, open_loop_clips, open_loop_psnr, pixel_std, ssim
+from waypoint_gym.evaluation.harness import Harness, exploration
 from waypoint_gym.evaluation.inverse_dynamics import action_classes, balanced_accuracy, fit_inverse_dynamics
 from waypoint_gym.evaluation.rewards import choose_threshold, within
 from waypoint_gym.worlds.arena import WALK_SPEED, ArenaBatch
@@ -173,6 +174,21 @@ def check_report(report: dict, out_dir, metrics: set[str]) -> None:
     open_loop_ceiling = m["open_loop"]["turns"]["reconstruction_agreement"]
     assert isinstance(open_loop_ceiling, float) and 0 <= open_loop_ceiling <= 1
     assert "turn agreement (the ceiling)" in (out_dir / "world_eval.md").read_text()
+
+
+def test_open_loop_clips_are_the_clips_open_loop_psnr_scores(plain_checkpoint):
+    """The clips start at the seed frame (its reconstruction in the dream), and the same seed replays them."""
+    engine = WorldEngine(plain_checkpoint, batch_size=2, seed=0)
+    harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
+    engine.generator.manual_seed(EVAL_SEED)
+    clips = open_loop_clips(harness, 2, 3, EVAL_SEED, exploration(0.4, harness.keys))
+    assert sorted(clips) == ["dreamed", "real", "reconstructed"]
+    assert all(clip.shape == (2, 4, 64, 64, 3) for clip in clips.values())
+    assert np.array_equal(clips["dreamed"][:, 0], clips["reconstructed"][:, 0])
+    engine.generator.manual_seed(EVAL_SEED)
+    scored = open_loop_psnr(engine, 3, 2, EVAL_SEED, DEFAULT_CAPTIONS, progress=False)
+    np.testing.assert_allclose(scored["per_step"], psnr(clips["dreamed"][:, 1:], clips["real"][:, 1:]).mean(0))
+    assert np.array_equal(scored["samples"]["dreamed"], clips["dreamed"])
 
 
 def test_evaluate_world_quick_without_prompt_or_reward_head(plain_checkpoint, tmp_path):

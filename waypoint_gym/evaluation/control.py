@@ -114,7 +114,7 @@ def turn_following(real: np.ndarray, dreamed: np.ndarray, min_shift: float = 1.0
     real_shift, dreamed_shift = step_shifts(real), step_shifts(dreamed)
     turned = np.abs(real_shift) >= min_shift
     return {
-        "agreement": _agreement(real_shift[turned], dreamed_shift[turned]),
+        "agreement": sign_agreement(real_shift[turned], dreamed_shift[turned]),
         "shift_ratio": size_ratio(real_shift[turned], dreamed_shift[turned]),
         "turning_steps": int(turned.sum()), "steps": int(turned.size), "min_shift_px": min_shift,
     }
@@ -129,7 +129,8 @@ def size_ratio(real: np.ndarray, dreamed: np.ndarray, min_size: float = 1.0) -> 
     return float(np.median(dreamed[moved] * np.sign(real[moved]) / np.abs(real[moved]))) if moved.any() else None
 
 
-def _agreement(real: np.ndarray, dreamed: np.ndarray) -> float | None:
+def sign_agreement(real: np.ndarray, dreamed: np.ndarray) -> float | None:
+    """The share of trials where the dreamed motion has the real one's sign (None for no trials)."""
     return float(np.mean(np.sign(real) == np.sign(dreamed))) if len(real) else None
 
 
@@ -226,8 +227,8 @@ def controllability(
         as_expected = np.concatenate([np.sign(real[k][valid[k]]) == e for k, e in zip(names, expected)])
         recon_all = np.concatenate([reconstructed[k][valid[k]] for k in names])
         return {
-            "agreement": _agreement(real_all, dreamed_all), "n_trials": len(real_all),
-            "reconstruction_agreement": _agreement(real_all, recon_all),
+            "agreement": sign_agreement(real_all, dreamed_all), "n_trials": len(real_all),
+            "reconstruction_agreement": sign_agreement(real_all, recon_all),
             "size_ratio": size_ratio(real_all, dreamed_all, 1.0 if unit == "shift_px" else 0.01),
             "real_as_expected": float(as_expected.mean()) if len(as_expected) else None,
             unit: {k: {"real": float(real[k][valid[k]].mean()) if valid[k].any() else None,
@@ -244,7 +245,7 @@ def controllability(
         result["move"] = move_result
         real_pooled = np.concatenate([real_pooled, real_move])
         dreamed_pooled = np.concatenate([dreamed_pooled, dreamed_move])
-    result["agreement"] = _agreement(real_pooled, dreamed_pooled)
+    result["agreement"] = sign_agreement(real_pooled, dreamed_pooled)
     result["samples"] = {k: np.stack(v) for k, v in samples.items()}  # one row pair per action
     log.info("controllability: turn %.3f, move %s", turn_result["agreement"],
              result["move"] and result["move"]["agreement"])

@@ -25,7 +25,7 @@ from skimage.metrics import structural_similarity
 from waypoint_gym.engine import WorldEngine
 
 from .control import turn_following
-from .harness import EVAL_SEED, Harness, PolicyFactory, exploration, strip_samples
+from .harness import EVAL_SEED, STRIP_FRAMES, STRIP_WORLDS, Harness, PolicyFactory, exploration, strip_samples
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,30 @@ def one_step_psnr(
     }
 
 
+def open_loop_clips(harness: Harness, n_worlds: int, horizon: int, seed: int, policy: PolicyFactory,
+                    n_seed_frames: int = 1) -> dict[str, np.ndarray]:
+    """Play `n_seed_frames` real frames into the model, then `horizon` steps of `policy` in the game and in the
+    model on its own outputs -> {"real", "dreamed", "reconstructed" (the real frames through the autoencoder)}:
+    clips [n_worlds, 1 + horizon, H, W, 3] that start with the last seed frame (its reconstruction in the
+    dreamed clip)."""
+    chunks = []
+    for pair in harness.pairs(n_worlds, n_seed_frames - 1 + horizon, seed, policy, "open loop"):
+        latent = pair.start()
+        for _ in range(n_seed_frames - 1):
+            action = pair.act()
+            latent = pair.observe(pair.play(*action)[0], *action)
+        clips = {"real": [pair.frames], "dreamed": [pair.decode(latent)]}
+        clips["reconstructed"] = [clips["dreamed"][0]]
+        for _ in range(horizon):
+            action = pair.act()
+            frames, _ = pair.play(*action)
+            clips["dreamed"].append(pair.decode(pair.dream(*action)))
+            clips["real"].append(frames)
+            clips["reconstructed"].append(pair.reconstruct(frames))
+        chunks.append({k: np.stack(v, 1) for k, v in clips.items()})
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
 def open_loop_psnr(
     engine: WorldEngine,
     horizon: int = 16,
@@ -198,29 +222,10 @@ def open_loop_psnr(
         raise ValueError(f"need horizon >= 1 and n_seed_frames >= 1, got {horizon} and {n_seed_frames}")
     harness = Harness(engine, captions, mouse_scale, progress)
     n_worlds = n_worlds or engine.batch_size
-    scores, samples, clips = [], None, []
-    steps = n_seed_frames - 1 + horizon
-    for pair in harness.pairs(n_worlds, steps, seed, policy or exploration(0.4, harness.keys), "open-loop PSNR"):
-        latent = pair.start()
-        for _ in range(n_seed_frames - 1):
-            action = pair.act()
-            latent = pair.observe(pair.play(*action)[0], *action)
-        real, dreamed, step_scores = [pair.frames], [pair.decode(latent)], []
-        reconstructed = [dreamed[0]]
-        for _ in range(horizon):
-            action = pair.act()
-            frames, _ = pair.play(*action)
-            guess = pair.decode(pair.dream(*action))
-            step_scores.append(psnr(guess, frames))
-            real.append(frames)
-            dreamed.append(guess)
-            reconstructed.append(pair.reconstruct(frames))
-        scores.append(np.stack(step_scores, 1))  # [n, horizon]
-        samples = samples or strip_samples(real, dreamed)
-        clips.append([np.stack(c, 1) for c in (dreamed, real, reconstructed)])  # [n, horizon + 1, H, W, 3] each
-    per_step = np.concatenate(scores).mean(0)
-    dreamed_clips, real_clips, reconstructed_clips = (np.concatenate(c) for c in zip(*clips))
-    figures = frame_figures(dreamed_clips[:, 1:], real_clips[:, 1:])  # {name: [N, horizon]}
+    clips = open_loop_clips(harness, n_worlds, horizon, seed, policy or exploration(0.4, harness.keys), n_seed_frames)
+    real, dreamed = clips["real"], clips["dreamed"]
+    figures = frame_figures(dreamed[:, 1:], real[:, 1:])  # {name: [N, horizon]}
+    per_step = figures["psnr"].mean(0)
     at_horizon = summary({k: v[:, -1] for k, v in figures.items()})
     log.info("open-loop PSNR %.2f dB over %d steps, %.2f dB at the horizon", per_step.mean(), horizon, per_step[-1])
     return {
@@ -229,7 +234,8 @@ def open_loop_psnr(
         "detail_ratio_at_horizon": at_horizon["detail_ratio"],
         "pixel_std_ratio_at_horizon": at_horizon["pixel_std_ratio"],
         "per_step_figures": [summary({k: v[:, t] for k, v in figures.items()}) for t in range(horizon)],
-        "turns": {**turn_following(real_clips, dreamed_clips),
-                  "reconstruction_agreement": turn_following(real_clips, reconstructed_clips)["agreement"]},
-        "n_worlds": n_worlds, "horizon": horizon, "n_seed_frames": n_seed_frames, "samples": samples,
+        "turns": {**turn_following(real, dreamed),
+                  "reconstruction_agreement": turn_following(real, clips["reconstructed"])["agreement"]},
+        "n_worlds": n_worlds, "horizon": horizon, "n_seed_frames": n_seed_frames,
+        "samples": {"real": real[:STRIP_WORLDS, :STRIP_FRAMES], "dreamed": dreamed[:STRIP_WORLDS, :STRIP_FRAMES]},
     }
