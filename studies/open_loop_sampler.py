@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--policies", default="explore", help="comma-separated: explore, idle, left")
     parser.add_argument("--worlds", type=int, default=32, help="worlds per open loop (16 played at once)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--strips", default=None, help="folder for strips of each schedule's exploration")
+    parser.add_argument("--strips", default=None, help="folder for a strip of each open loop (4 worlds)")
     parser.add_argument("--out", default="studies/results/open_loop_sampler.json", help="JSON to write")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -118,9 +118,9 @@ def main() -> None:
                        "seconds": round(time.perf_counter() - began, 1)}
                 results["runs"][f"{spec} / {policy_name}"] = row
                 print(json.dumps(row), flush=True)
-                if args.strips and policy_name == "explore":
+                if args.strips:
                     Path(args.strips).mkdir(parents=True, exist_ok=True)
-                    save_strips(Path(args.strips) / f"open_loop_{len(sigmas) - 1}_steps_{i}.png",
+                    save_strips(Path(args.strips) / f"open_loop_{len(sigmas) - 1}_steps_{i}_{policy_name}.png",
                                 clips["real"][:4], clips["dreamed"][:4])
     Path(args.out).write_text(json.dumps(results, indent=1))
 
