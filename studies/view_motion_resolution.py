@@ -95,7 +95,7 @@ def main() -> None:
     harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
     one_step = one_step_clips(engine, harness, FULL_SIZES["gate_trials"])
     open_loop = open_loop_trials(engine, harness, FULL_SIZES["open_loop_rounds"] * engine.batch_size,
-                                FULL_SIZES["horizon"])
+                                 FULL_SIZES["horizon"])
     results = {"world": args.world or "bundled",
                "by_downsample": {d: measure(one_step, open_loop, int(d)) for d in args.downsample.split(",")}}
     print(json.dumps(results, indent=1))
