@@ -28,7 +28,7 @@ from waypoint_gym.engine import WorldEngine
 from waypoint_gym.engine.loading import resolve_checkpoint, resolve_model
 from waypoint_gym.evaluation.control import turn_following
 from waypoint_gym.evaluation.fidelity import frame_figures, open_loop_clips, summary
-from waypoint_gym.evaluation.harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, Harness, exploration
+from waypoint_gym.evaluation.harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, STRIP_WORLDS, Harness, exploration
 from waypoint_gym.evaluation.report import save_strips
 
 BLOCK = 23  # seeds EVAL_SEED + 23 * SEED_BLOCK on: held out, and not one of the evaluation's blocks
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--policies", default="explore", help="comma-separated: explore, idle, left")
     parser.add_argument("--worlds", type=int, default=32, help="worlds per open loop (16 played at once)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--strips", default=None, help="folder for a strip of each open loop (4 worlds)")
+    parser.add_argument("--strips", default=None, help="folder for a strip of each open loop (its first worlds)")
     parser.add_argument("--out", default="studies/results/open_loop_sampler.json", help="JSON to write")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -121,7 +121,7 @@ def main() -> None:
                 if args.strips:
                     Path(args.strips).mkdir(parents=True, exist_ok=True)
                     save_strips(Path(args.strips) / f"open_loop_{len(sigmas) - 1}_steps_{i}_{policy_name}.png",
-                                clips["real"][:4], clips["dreamed"][:4])
+                                clips["real"][:STRIP_WORLDS], clips["dreamed"][:STRIP_WORLDS])
     Path(args.out).write_text(json.dumps(results, indent=1))
 
 

@@ -9,20 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from envs_support import tiny_checkpoint
 
-from waypoint_gym.engine import WaypointConfig, WorldEngine, random_checkpoint
+from waypoint_gym.engine import WorldEngine
 
 SPEC = importlib.util.spec_from_file_location("open_loop_sampler",
                                               Path(__file__).parents[1] / "studies" / "open_loop_sampler.py")
 study = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(study)
-
-TINY = dict(
-    d_model=64, n_heads=2, n_kv_heads=1, n_layers=2, mlp_ratio=2, channels=4, height=4, width=4, patch=(2, 2),
-    tokens_per_frame=16, n_frames=64, local_window=4, global_window=8, global_pinned_dilation=2,
-    global_attn_period=2, n_buttons=256, prompt_conditioning=None,
-)
-
 
 def test_schedules_are_the_checkpoints_uniform_steps_or_a_falling_list():
     assert study.schedule("own", [1.0, 0.5, 0.0]) == [1.0, 0.5, 0.0]
@@ -34,7 +28,7 @@ def test_schedules_are_the_checkpoints_uniform_steps_or_a_falling_list():
 
 
 def test_a_checkpoint_with_another_schedule_differs_only_in_it(tmp_path):
-    folder = random_checkpoint(tmp_path / "ckpt", WaypointConfig(**TINY), image_size=(64, 64))
+    folder = tiny_checkpoint(tmp_path / "ckpt", image_size=(64, 64))
     changed = study.with_schedule(folder, [1.0, 0.3, 0.0], tmp_path / "changed")
     before, after = (yaml.safe_load((f / "config.yaml").read_text()) for f in (folder, changed))
     assert after.pop("scheduler_sigmas") == [1.0, 0.3, 0.0]
@@ -46,7 +40,7 @@ def test_a_checkpoint_with_another_schedule_differs_only_in_it(tmp_path):
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_an_open_loop_runs_under_each_policy(tmp_path):
-    folder = random_checkpoint(tmp_path / "ckpt", WaypointConfig(**TINY), image_size=(64, 64))
+    folder = tiny_checkpoint(tmp_path / "ckpt", image_size=(64, 64))
     engine = WorldEngine(folder, batch_size=2, seed=0)
     for policy in ("explore", "idle", "left"):
         row, clips = study.play(engine, policy, 2)
