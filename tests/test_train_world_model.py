@@ -9,15 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from waypoint_gym.engine import WaypointConfig, WorldEngine, random_checkpoint
+from waypoint_gym.engine import Autoencoder, WaypointConfig, WorldEngine, random_checkpoint
 from waypoint_gym.engine.controls import control_vectors, resolve_keys
 from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask
 from waypoint_gym.engine.model import WaypointModel
 from waypoint_gym.engine.prompt import CaptionEncoder
+from waypoint_gym.training.adversarial import PatchDiscriminator, balanced_weight, generator_loss
 from waypoint_gym.training.export import export_checkpoint
 from waypoint_gym.training.self_forcing import rollout
 from waypoint_gym.training.world_model import (
+    ClipPass,
     WorldModelTraining,
+    adversarial_pairs,
     clip_errors,
     control_sensitivity,
     make_optimizers,
@@ -105,7 +108,7 @@ def test_teacher_forcing_scores_every_frame_from_the_clean_frames_before_it():
     model.forward = spy
     with torch.no_grad():
         err, carries = clip_errors(model, encoder, x0, ctrl, list(data["prompt"]), CleanContextMask(cfg, F_), tc,
-                                   torch.Generator().manual_seed(0))
+                                   torch.Generator().manual_seed(0))[:2]
     assert err.shape == carries.shape == (8, 2 * F_ - 1)
     assert not carries[:, :F_].any() and carries[:, F_:].all()
     assert (seen["sigma"][:, :F_] <= tc.context_noise).all() and seen["sigma"][:, F_:].max() > 0.5
@@ -131,8 +134,8 @@ def test_x0_l1_scores_the_absolute_error_of_the_implied_clean_frame():
 
     model.forward = spy
     with torch.no_grad():
-        err, _ = clip_errors(model, encoder, x0, ctrl, list(data["prompt"]), CleanContextMask(cfg, F_), tc,
-                             torch.Generator().manual_seed(0))
+        err = clip_errors(model, encoder, x0, ctrl, list(data["prompt"]), CleanContextMask(cfg, F_), tc,
+                          torch.Generator().manual_seed(0)).err
     s = seen["sigma"][:, F_:, None, None, None]
     gap = seen["x"][:, F_:] - s * seen["v"][:, F_:] - x0[:, 1:]
     torch.testing.assert_close(err[:, F_:], gap.abs().mean(dim=(2, 3, 4)))
@@ -157,8 +160,8 @@ def test_rollout_context_scores_the_recorded_frames_from_the_models_own_dream():
 
     model.forward = spy
     with torch.no_grad():
-        err, _ = clip_errors(model, encoder, x0, ctrl, prompts, CleanContextMask(cfg, F_), tc,
-                             torch.Generator().manual_seed(0))
+        err = clip_errors(model, encoder, x0, ctrl, prompts, CleanContextMask(cfg, F_), tc,
+                          torch.Generator().manual_seed(0)).err
         noise = torch.randn((3, *x0.shape[1:]), generator=torch.Generator().manual_seed(0))
         model.forward = forward
         dreamed = rollout(model, x0[:3, 0], ctrl[:3], encoder(prompts[:3])[0], noise, grad=False)
@@ -327,3 +330,46 @@ def test_a_world_given_the_last_frame_warp_starts_as_a_copy_of_its_last_frame(tm
         train_world_model(toy_data(8), KEYS, CAPTIONS, tmp_path / "run2", x0_cfg,
                           WorldModelTraining(steps=0, clip_frames=6, init=str(export_checkpoint(
                               tmp_path / "warped", model, None, encoder))))
+
+
+def test_the_adversarial_term_judges_decoded_estimates_beside_their_last_frame_and_resumes(tmp_path):
+    data, cfg = toy_data(16), WaypointConfig(**CFG, prediction="x0")
+    ae_dir = random_checkpoint(tmp_path / "ae_src", cfg, image_size=(16, 16)) / "autoencoder"
+    decoder = Autoencoder.from_pretrained(ae_dir).decoder
+    # The pairs: positions that carry loss at sigma >= 0.5 only, real frames and estimates each after the frame
+    # before them; the estimates keep their gradient.
+    B, T = 2, 3
+    frames = [torch.randn(B, T, 4, 4, 4) for _ in range(3)]
+    estimate = frames[0].clone().requires_grad_(True)
+    carries = torch.tensor([[False, True, True], [True, True, False]])
+    sigma = torch.tensor([[0.9, 0.5, 0.3], [1.0, 0.7, 1.0]])
+    real, fake = adversarial_pairs(ClipPass(torch.zeros(B, T), carries, estimate, frames[1], frames[2], sigma), decoder)
+    pick = torch.tensor([[False, True, False], [True, True, False]])
+    assert real.shape == fake.shape == (3, 6, 16, 16) and fake.requires_grad and not real.requires_grad
+    with torch.no_grad():
+        rgb = lambda z: decoder(z[pick])[:, :3]  # noqa: E731
+        torch.testing.assert_close(real, torch.cat([rgb(frames[2]), rgb(frames[1])], 1))
+        torch.testing.assert_close(fake, torch.cat([rgb(frames[2]), rgb(estimate)], 1))
+    # The balance: the weighted adversarial gradient at the estimates has the x0 error's norm.
+    x0_loss = (estimate - frames[1]).pow(2).mean()
+    adversarial = generator_loss(PatchDiscriminator(in_channels=6)(fake))
+    w = balanced_weight(x0_loss, adversarial, estimate)
+    g_x0, g_adv = (torch.autograd.grad(v, estimate, retain_graph=True)[0].norm() for v in (x0_loss, w * adversarial))
+    torch.testing.assert_close(g_adv, g_x0, rtol=1e-3, atol=1e-4)
+
+    tc = WorldModelTraining(steps=10, batch_size=4, clip_frames=4, warmup=2, log_every=5, ckpt_every=5,
+                            teacher_forcing=True, loss="x0", adversarial_weight=0.5, adversarial_start=5,
+                            autoencoder=str(ae_dir))
+    train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg, WorldModelTraining(**{**tc.__dict__, "steps": 5}))
+    train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg, tc)  # resumes with its discriminator
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert "discriminator" in log[0] and "adversarial" not in log[0]  # before adversarial_start: the critic alone
+    assert {"discriminator", "adversarial", "x0", "scale"} <= log[1].keys() and log[1]["scale"] > 0
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert state["step"] == 10 and "disc" in state and "disc_opt" in state
+    with pytest.raises(ValueError, match="was saved with the adversarial term"):
+        train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg,
+                          WorldModelTraining(**{**tc.__dict__, "steps": 12, "adversarial_weight": 0.0}))
+    for bad in ({"loss": "velocity"}, {"autoencoder": None}):
+        with pytest.raises(ValueError, match="the adversarial term needs an x0 loss and the latents' autoencoder"):
+            train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg, WorldModelTraining(**{**tc.__dict__, **bad}))

@@ -109,7 +109,9 @@ def train_world_model(args: argparse.Namespace) -> None:
                             clean_context_prob=args.clean_context_prob, ctrl_init_scale=args.ctrl_init_scale,
                             start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed,
                             loss=args.loss, time_limit=args.time_limit, teacher_forcing=args.teacher_forcing,
-                            rollout_context=args.rollout_context, compile=args.compile, optimizer=args.optimizer)
+                            rollout_context=args.rollout_context, compile=args.compile, optimizer=args.optimizer,
+                            adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
+                            autoencoder=args.autoencoder)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
     ae = None
     if args.autoencoder:
@@ -333,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "with prediction: x0)")
     p.add_argument("--optimizer", choices=["adamw", "muon"], default="adamw",
                    help="muon: the transformer blocks' weight matrices step by Muon, the rest by AdamW")
+    p.add_argument("--adversarial-weight", type=float, default=0.0,
+                   help="with an x0 loss and --autoencoder: weight of a patch discriminator's term on the decoded "
+                        "clean-frame estimates of noisy frames beside their previous frame, balanced against the "
+                        "x0 error's gradient")
+    p.add_argument("--adversarial-start", type=int, default=0,
+                   help="step at which the world takes the adversarial term (the discriminator trains from step 0)")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -1,10 +1,11 @@
-"""An adversarial term for a decoder: a patch discriminator, hinge losses, and the weight that balances them.
+"""An adversarial term: a patch discriminator, hinge losses, and the weight that balances them.
 
-A decoder trained on squared error alone draws the mean of what a latent may hold, so fine texture (brick
-mortar, moss) fades. A discriminator that judges 64x64 frames patch by patch (each output scores a patch of
-26x26 pixels) pushes the decoder to draw texture the real frames have. As in VQGAN (Esser et al., 2021),
-the adversarial gradient is scaled to the reconstruction gradient's size at the decoder's last layer, so one
-weight works whatever the loss scales are.
+A network trained on squared error alone draws the mean of what it may be asked for, so fine texture (brick
+mortar, moss) fades: a decoder's of what a latent may hold, a world model's of where a moved view may have
+gone. A discriminator that judges 64x64 frames patch by patch (each output scores a patch of 26x26 pixels)
+pushes it to draw what the real frames have. As in VQGAN (Esser et al., 2021), the adversarial gradient is
+scaled to the reconstruction gradient's size at one tensor of the network (a last layer, or its output), so
+one weight works whatever the loss scales are.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from torch import nn
 
 
 class PatchDiscriminator(nn.Module):
-    """Images [N, 3, H, W] in [-1, 1] -> realness scores [N, 1, H/4 - 2, W/4 - 2], one per overlapping patch."""
+    """Images [N, in_channels, H, W] in [-1, 1] (a frame, or frames stacked on channels) -> realness scores
+    [N, 1, H/4 - 2, W/4 - 2], one per overlapping patch."""
 
-    def __init__(self, ch: int = 32):
+    def __init__(self, ch: int = 32, in_channels: int = 3):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(3, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # [N, ch, H/2, W/2]
+            nn.Conv2d(in_channels, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # [N, ch, H/2, W/2]
             nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.GroupNorm(8, 2 * ch), nn.LeakyReLU(0.2),  # H/4
             nn.Conv2d(2 * ch, 4 * ch, 3, padding=1), nn.GroupNorm(8, 4 * ch), nn.LeakyReLU(0.2),
             nn.Conv2d(4 * ch, 1, 3),  # [N, 1, H/4 - 2, W/4 - 2]
@@ -43,7 +45,8 @@ def generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
 def balanced_weight(reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor,
                     max_weight: float = 1e4) -> torch.Tensor:
     """|d reconstruction / d last_layer| / |d adversarial / d last_layer|, detached: the adversarial term's
-    gradient at the last layer then has the reconstruction gradient's norm (times the caller's weight)."""
+    gradient at `last_layer` (a parameter, or any tensor both losses depend on) then has the reconstruction
+    gradient's norm (times the caller's weight)."""
     g_rec = torch.autograd.grad(reconstruction, last_layer, retain_graph=True)[0]
     g_adv = torch.autograd.grad(adversarial, last_layer, retain_graph=True)[0]
     return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(max=max_weight).detach()

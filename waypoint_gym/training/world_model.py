@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask
 from waypoint_gym.engine.model import WaypointModel, previous_frames
 from waypoint_gym.engine.prompt import CaptionEncoder, words
 
+from .adversarial import PatchDiscriminator, balanced_weight, discriminator_loss, generator_loss
 from .data import ClipSampler
 from .export import load_teacher
 from .self_forcing import clean_then_noisy, rollout
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 LOSSES = ("velocity", "x0", "x0_l1")  # WorldModelTraining.loss
 OPTIMIZERS = ("adamw", "muon")  # WorldModelTraining.optimizer
+ADVERSARIAL_MIN_SIGMA = 0.5  # the adversarial term judges estimates from this noise level up, where the mean blurs
+DISCRIMINATOR_LR = 2e-4
 
 
 @dataclass
@@ -69,6 +73,11 @@ class WorldModelTraining:
     ckpt_every: int = 200
     time_limit: float | None = None  # seconds: stop (saving the state) after this long; a rerun resumes
     compile: bool = False  # torch.compile the training pass (about 1.25x on a CPU core; compiling takes a minute)
+    adversarial_weight: float = 0.0  # > 0: a patch discriminator judges the decoded clean-frame estimates of noisy
+    # frames (sigma >= ADVERSARIAL_MIN_SIGMA) beside their previous frame; its term's gradient at the estimates is
+    # scaled to the x0 error's, times this weight. Needs an x0 loss and `autoencoder` (its decoder draws the frames)
+    adversarial_start: int = 0  # step from which the world takes the adversarial term (the discriminator trains from 0)
+    autoencoder: str | None = None  # the latents' autoencoder folder, for the adversarial term
 
 
 @torch.no_grad()
@@ -99,9 +108,20 @@ def sample_sigmas(n: int, F: int, sched: list[float], tc: WorldModelTraining, g:
     return sigma.to(device), (~context).to(device)
 
 
+class ClipPass(NamedTuple):
+    """One training pass over a batch of clips: per-position errors and what the adversarial term judges."""
+
+    err: torch.Tensor  # [B, T] each position's error
+    carries: torch.Tensor  # [B, T] bool: positions that carry loss
+    estimate: torch.Tensor  # [B, T, C, h, w] the clean frame each position's output implies, x - sigma v
+    target: torch.Tensor  # [B, T, C, h, w] the clean frame it should be
+    last: torch.Tensor  # [B, T, C, h, w] the clean frame before it
+    sigma: torch.Tensor  # [B, T] its noise level
+
+
 def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor, ctrl: torch.Tensor,
-                prompts: list[str], mask: FrameCausalMask, tc: WorldModelTraining, g: torch.Generator):
-    """Diffusion-forcing velocity errors of clips x0 [B, F, C, h, w] -> (error [B, F], carries loss [B, F])."""
+                prompts: list[str], mask: FrameCausalMask, tc: WorldModelTraining, g: torch.Generator) -> ClipPass:
+    """Diffusion-forcing errors of clips x0 [B, F, C, h, w] (T positions: F, or 2F - 1 with teacher forcing)."""
     B, F_ = x0.shape[:2]
     device = x0.device
     t = torch.arange(F_, device=device).expand(B, -1)
@@ -132,10 +152,23 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     emb = torch.where(drop_prompt[:, None, None], model.null_prompt(emb), emb)
     drop_ctrl = (torch.rand(B, generator=g) < tc.ctrl_dropout).to(device)
     v = model(x, sigma, t, ctrl, emb, cache=mask, ctrl_null=drop_ctrl, last_frame=last).float()
-    if tc.loss in ("x0", "x0_l1"):  # the error of the clean frame the velocity implies, x - sigma v, at every sigma
-        err = x - s * v - x0
-        return (err.abs() if tc.loss == "x0_l1" else err.pow(2)).mean(dim=(2, 3, 4)), carries_loss
-    return (v - (noise - x0)).pow(2).mean(dim=(2, 3, 4)), carries_loss
+    estimate = x - s * v
+    if tc.loss in ("x0", "x0_l1"):  # the error of the clean frame the velocity implies, at every sigma
+        err = estimate - x0
+        err = (err.abs() if tc.loss == "x0_l1" else err.pow(2)).mean(dim=(2, 3, 4))
+    else:
+        err = (v - (noise - x0)).pow(2).mean(dim=(2, 3, 4))
+    return ClipPass(err, carries_loss, estimate, x0, last, sigma)
+
+
+def adversarial_pairs(p: ClipPass, decoder: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoded (previous frame, real frame) and (previous frame, estimate) pairs [N, 6, H, W] in [-1, 1] of the
+    positions that carry loss at sigma >= ADVERSARIAL_MIN_SIGMA; the estimates keep their gradient."""
+    pick = p.carries & (p.sigma >= ADVERSARIAL_MIN_SIGMA)  # [B, T]
+    with torch.no_grad():
+        last, real = decoder(p.last[pick])[:, :3], decoder(p.target[pick])[:, :3]  # [N, 3, H, W]
+    fake = decoder(p.estimate[pick])[:, :3]
+    return torch.cat([last, real], 1), torch.cat([last, fake], 1)
 
 
 def lr_at(step: int, tc: WorldModelTraining) -> float:
@@ -180,6 +213,12 @@ def train_world_model(
     if not 0.0 <= tc.rollout_context <= 1.0 or (tc.rollout_context and not tc.teacher_forcing):
         raise ValueError(f"rollout_context must be in [0, 1] and needs teacher_forcing, got {tc.rollout_context} "
                          f"with teacher_forcing={tc.teacher_forcing}")
+    if tc.adversarial_weight < 0 or tc.adversarial_start < 0:
+        raise ValueError(f"adversarial_weight and adversarial_start must be >= 0, got {tc.adversarial_weight} and "
+                         f"{tc.adversarial_start}")
+    if tc.adversarial_weight and (tc.loss == "velocity" or tc.autoencoder is None):
+        raise ValueError(f"the adversarial term needs an x0 loss and the latents' autoencoder, got loss={tc.loss!r} "
+                         f"and autoencoder={tc.autoencoder!r}")
     if tc.compile and tc.rollout_context:
         raise ValueError("compile covers the training pass only; rollout_context also runs the model through its "
                          "KV cache, one shape per frame, which would recompile at every frame")
@@ -219,6 +258,13 @@ def train_world_model(
     params = list(model.parameters()) + list(encoder.parameters())
     opts = make_optimizers(model, encoder, tc)
     ema = copy.deepcopy(model).requires_grad_(False)
+    disc = disc_opt = decoder = None
+    if tc.adversarial_weight:
+        from waypoint_gym.engine.autoencoder import Autoencoder
+
+        decoder = Autoencoder.from_pretrained(tc.autoencoder, device=device).decoder.eval().requires_grad_(False)
+        disc = PatchDiscriminator(in_channels=6).to(device)
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=DISCRIMINATOR_LR, betas=(0.5, 0.9), weight_decay=0.0)
     step = 0
     state_path = run_dir / "train_state.pt"
     if state_path.exists():
@@ -231,6 +277,12 @@ def train_world_model(
             raise ValueError(f"{state_path} was saved with another optimizer than {tc.optimizer!r}")
         for opt, opt_state in zip(opts, [state["opt"], *muon_states]):
             opt.load_state_dict(opt_state)
+        if (disc is not None) != ("disc" in state):
+            raise ValueError(f"{state_path} was saved {'with' if 'disc' in state else 'without'} the adversarial "
+                             f"term; resume it the same way, or use another run folder")
+        if disc is not None:
+            disc.load_state_dict(state["disc"])
+            disc_opt.load_state_dict(state["disc_opt"])
         step = state["step"]
         log.info("resumed %s at step %d", run_dir, step)
     if tc.compile:  # in place, after the EMA copy: parameter names, checkpoints and the EMA stay as they are
@@ -250,23 +302,38 @@ def train_world_model(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
     log_file = open(run_dir / "log.jsonl", "a")
     bar = tqdm(total=tc.steps, initial=step, desc="world model", unit="step")
-    t0, losses = time.time(), []
+    t0, losses, parts = time.time(), [], []
     while step < tc.steps and (tc.time_limit is None or time.time() - t0 < tc.time_limit):
         for group in (group for opt in opts for group in opt.param_groups):
             group["lr"] = lr_at(step, tc)
         with autocast:
-            err, carries = clip_errors(model, encoder, *sampler.sample(tc.batch_size), mask, tc, g)
+            clips = clip_errors(model, encoder, *sampler.sample(tc.batch_size), mask, tc, g)
+            err, carries = clips.err, clips.carries
             if starts is not None:  # single frames with an empty history: the frame a prompt alone opens with
-                err0, carries0 = clip_errors(model, encoder, *starts.sample(tc.start_frames), start_mask, tc, g)
+                err0, carries0 = clip_errors(model, encoder, *starts.sample(tc.start_frames), start_mask, tc, g)[:2]
                 err = torch.cat([err.flatten(), err0.flatten()])
                 carries = torch.cat([carries.flatten(), carries0.flatten()])
-        loss = (err * carries).sum() / carries.sum().clamp(min=1)
+            loss = (err * carries).sum() / carries.sum().clamp(min=1)
+            if disc is not None:
+                real_pairs, fake_pairs = adversarial_pairs(clips, decoder)
+                if step >= tc.adversarial_start and len(fake_pairs):
+                    adversarial = generator_loss(disc(fake_pairs))
+                    weight = tc.adversarial_weight * balanced_weight(loss, adversarial, clips.estimate)
+                    parts.append({"x0": loss.item(), "adversarial": adversarial.item(), "scale": weight.item()})
+                    loss = loss + weight * adversarial
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         for opt in opts:
             opt.step()
+        if disc is not None and len(fake_pairs):
+            with autocast:
+                d_loss = discriminator_loss(disc(real_pairs), disc(fake_pairs.detach()))
+            disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_opt.step()
+            parts.append({"discriminator": d_loss.item()})
         with torch.no_grad():
             decay = min(tc.ema_decay, (1 + step) / (10 + step))
             for pe, pm in zip(ema.parameters(), model.parameters()):
@@ -276,14 +343,17 @@ def train_world_model(
         bar.update(1)
         if step % tc.log_every == 0 or step == tc.steps:
             rec = {"step": step, "loss": float(np.mean(losses)), "lr": lr_at(step, tc), "s": time.time() - t0}
+            rec.update({k: float(np.mean([q[k] for q in parts if k in q])) for k in {k for q in parts for k in q}})
             log_file.write(json.dumps(rec) + "\n")
             log_file.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
-            losses = []
+            losses, parts = [], []
         out_of_time = tc.time_limit is not None and time.time() - t0 >= tc.time_limit
         if step % tc.ckpt_every == 0 or step == tc.steps or out_of_time:
             state = {"model": model.state_dict(), "ema": ema.state_dict(), "encoder": encoder.state_dict(),
                      "opt": opts[0].state_dict(), "muon": [o.state_dict() for o in opts[1:]], "step": step}
+            if disc is not None:
+                state.update(disc=disc.state_dict(), disc_opt=disc_opt.state_dict())
             torch.save(state, state_path.with_suffix(".tmp"))
             state_path.with_suffix(".tmp").replace(state_path)
             if on_checkpoint is not None and on_checkpoint(step, ema.eval(), encoder.eval()):
