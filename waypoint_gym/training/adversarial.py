@@ -10,6 +10,8 @@ one weight works whatever the loss scales are.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +32,31 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class Critic:
+    """A patch discriminator and its optimiser, as a training loop keeps them: one hinge update a step, and a
+    state saved and resumed with the run (keys "disc" and "disc_opt")."""
+
+    def __init__(self, lr: float, device, in_channels: int = 3):
+        self.net = PatchDiscriminator(in_channels=in_channels).to(device)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=0.0)
+
+    def update(self, real: torch.Tensor, fake: torch.Tensor, autocast: AbstractContextManager | None = None) -> float:
+        """One step of the discriminator on real and (detached) generated images; returns its loss."""
+        with autocast or nullcontext():
+            loss = discriminator_loss(self.net(real), self.net(fake.detach()))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.item()
+
+    def state_dict(self) -> dict:
+        return {"disc": self.net.state_dict(), "disc_opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["disc"])
+        self.opt.load_state_dict(state["disc_opt"])
 
 
 def discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:

@@ -43,12 +43,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from waypoint_gym.engine.autoencoder import Autoencoder, AutoencoderConfig
-from waypoint_gym.training.adversarial import (
-    PatchDiscriminator,
-    balanced_weight,
-    discriminator_loss,
-    generator_loss,
-)
+from waypoint_gym.training.adversarial import Critic, balanced_weight, generator_loss
 from waypoint_gym.training.data import load_chunks
 
 log = logging.getLogger(__name__)
@@ -285,10 +280,7 @@ def train_autoencoder(
         model.decoder.load_state_dict(given.decoder.state_dict())
     trained = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trained, lr=lr, weight_decay=weight_decay)
-    disc = disc_opt = None
-    if adversarial_weight > 0:
-        disc = PatchDiscriminator().to(device)
-        disc_opt = torch.optim.AdamW(disc.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=0.0)
+    critic = Critic(lr, device) if adversarial_weight > 0 else None
     last_layer = model.decoder.conv_out.proj.parametrizations.weight.original1  # the balance is taken here
     rng = np.random.default_rng(seed)
     noise_gen = torch.Generator(device).manual_seed(seed)
@@ -300,7 +292,7 @@ def train_autoencoder(
         if state["config"] != config.to_dict():
             raise ValueError(f"{state_path} holds another architecture: {state['config']}; "
                              f"use another out_dir or resume=False")
-        if (disc is not None) != ("disc" in state):
+        if (critic is not None) != ("disc" in state):
             raise ValueError(f"{state_path} was trained {'with' if 'disc' in state else 'without'} the adversarial "
                              f"term; resume it the same way, or use another out_dir")
         model.load_state_dict(state["model"])
@@ -308,17 +300,16 @@ def train_autoencoder(
         rng.bit_generator.state = state["rng"]
         noise_gen.set_state(state["noise_gen"].cpu())
         step, seconds, history = state["step"], state["seconds"], state["history"]
-        if disc is not None:
-            disc.load_state_dict(state["disc"])
-            disc_opt.load_state_dict(state["disc_opt"])
+        if critic is not None:
+            critic.load_state_dict(state)
         log.info("resuming %s from step %d", state_path, step)
 
     def save_state() -> None:
         state = {"step": step, "config": config.to_dict(), "hparams": hparams, "model": model.state_dict(),
                  "opt": opt.state_dict(), "rng": rng.bit_generator.state, "noise_gen": noise_gen.get_state(),
                  "seconds": seconds, "history": history}
-        if disc is not None:
-            state.update(disc=disc.state_dict(), disc_opt=disc_opt.state_dict())
+        if critic is not None:
+            state.update(critic.state_dict())
         torch.save(state, state_path.with_suffix(".tmp"))
         os.replace(state_path.with_suffix(".tmp"), state_path)
 
@@ -337,8 +328,8 @@ def train_autoencoder(
             loss, parts, decoded = ae_loss(model, x, latent_noise, l1_weight, latent_weight, noise_gen,
                                            equivariance_weight, equivariance_shift, equivariance_zoom,
                                            latent_equivariance_weight)
-            if disc is not None and step >= adversarial_start:
-                adversarial = generator_loss(disc(decoded))
+            if critic is not None and step >= adversarial_start:
+                adversarial = generator_loss(critic.net(decoded))
                 weight = adversarial_weight * balanced_weight(loss, adversarial, last_layer)
                 loss = loss + weight * adversarial
                 parts.update(loss=loss.item(), adversarial=adversarial.item(), adversarial_scale=weight.item())
@@ -346,13 +337,8 @@ def train_autoencoder(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
-        if disc is not None:
-            with autocast:
-                d_loss = discriminator_loss(disc(x), disc(decoded.detach()))
-            disc_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            disc_opt.step()
-            parts["discriminator"] = d_loss.item()
+        if critic is not None:
+            parts["discriminator"] = critic.update(x, decoded, autocast)
         step += 1
         interval.append(parts)
         bar.update(1)

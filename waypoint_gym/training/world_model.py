@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from waypoint_gym.engine.autoencoder import Autoencoder
 from waypoint_gym.engine.config import WaypointConfig
 from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask
 from waypoint_gym.engine.model import WaypointModel, previous_frames
 from waypoint_gym.engine.prompt import CaptionEncoder, words
 
-from .adversarial import PatchDiscriminator, balanced_weight, discriminator_loss, generator_loss
+from .adversarial import Critic, balanced_weight, generator_loss
 from .data import ClipSampler
 from .export import load_teacher
 from .self_forcing import clean_then_noisy, rollout
@@ -258,13 +259,10 @@ def train_world_model(
     params = list(model.parameters()) + list(encoder.parameters())
     opts = make_optimizers(model, encoder, tc)
     ema = copy.deepcopy(model).requires_grad_(False)
-    disc = disc_opt = decoder = None
+    critic = decoder = None
     if tc.adversarial_weight:
-        from waypoint_gym.engine.autoencoder import Autoencoder
-
         decoder = Autoencoder.from_pretrained(tc.autoencoder, device=device).decoder.eval().requires_grad_(False)
-        disc = PatchDiscriminator(in_channels=6).to(device)
-        disc_opt = torch.optim.AdamW(disc.parameters(), lr=DISCRIMINATOR_LR, betas=(0.5, 0.9), weight_decay=0.0)
+        critic = Critic(DISCRIMINATOR_LR, device, in_channels=6)  # a frame pair stacked on channels
     step = 0
     state_path = run_dir / "train_state.pt"
     if state_path.exists():
@@ -277,12 +275,11 @@ def train_world_model(
             raise ValueError(f"{state_path} was saved with another optimizer than {tc.optimizer!r}")
         for opt, opt_state in zip(opts, [state["opt"], *muon_states]):
             opt.load_state_dict(opt_state)
-        if (disc is not None) != ("disc" in state):
+        if (critic is not None) != ("disc" in state):
             raise ValueError(f"{state_path} was saved {'with' if 'disc' in state else 'without'} the adversarial "
                              f"term; resume it the same way, or use another run folder")
-        if disc is not None:
-            disc.load_state_dict(state["disc"])
-            disc_opt.load_state_dict(state["disc_opt"])
+        if critic is not None:
+            critic.load_state_dict(state)
         step = state["step"]
         log.info("resumed %s at step %d", run_dir, step)
     if tc.compile:  # in place, after the EMA copy: parameter names, checkpoints and the EMA stay as they are
@@ -314,10 +311,10 @@ def train_world_model(
                 err = torch.cat([err.flatten(), err0.flatten()])
                 carries = torch.cat([carries.flatten(), carries0.flatten()])
             loss = (err * carries).sum() / carries.sum().clamp(min=1)
-            if disc is not None:
+            if critic is not None:
                 real_pairs, fake_pairs = adversarial_pairs(clips, decoder)
                 if step >= tc.adversarial_start and len(fake_pairs):
-                    adversarial = generator_loss(disc(fake_pairs))
+                    adversarial = generator_loss(critic.net(fake_pairs))
                     weight = tc.adversarial_weight * balanced_weight(loss, adversarial, clips.estimate)
                     parts.append({"x0": loss.item(), "adversarial": adversarial.item(), "scale": weight.item()})
                     loss = loss + weight * adversarial
@@ -327,13 +324,8 @@ def train_world_model(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         for opt in opts:
             opt.step()
-        if disc is not None and len(fake_pairs):
-            with autocast:
-                d_loss = discriminator_loss(disc(real_pairs), disc(fake_pairs.detach()))
-            disc_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            disc_opt.step()
-            parts.append({"discriminator": d_loss.item()})
+        if critic is not None and len(fake_pairs):
+            parts.append({"discriminator": critic.update(real_pairs, fake_pairs, autocast)})
         with torch.no_grad():
             decay = min(tc.ema_decay, (1 + step) / (10 + step))
             for pe, pm in zip(ema.parameters(), model.parameters()):
@@ -352,8 +344,8 @@ def train_world_model(
         if step % tc.ckpt_every == 0 or step == tc.steps or out_of_time:
             state = {"model": model.state_dict(), "ema": ema.state_dict(), "encoder": encoder.state_dict(),
                      "opt": opts[0].state_dict(), "muon": [o.state_dict() for o in opts[1:]], "step": step}
-            if disc is not None:
-                state.update(disc=disc.state_dict(), disc_opt=disc_opt.state_dict())
+            if critic is not None:
+                state.update(critic.state_dict())
             torch.save(state, state_path.with_suffix(".tmp"))
             state_path.with_suffix(".tmp").replace(state_path)
             if on_checkpoint is not None and on_checkpoint(step, ema.eval(), encoder.eval()):
