@@ -23,6 +23,7 @@ from waypoint_gym.training.world_model import (
     adversarial_pairs,
     clip_errors,
     control_sensitivity,
+    dreamed_pairs,
     make_optimizers,
     prompt_start_error,
     sample_sigmas,
@@ -373,3 +374,44 @@ def test_the_adversarial_term_judges_decoded_estimates_beside_their_last_frame_a
     for bad in ({"loss": "velocity"}, {"autoencoder": None}):
         with pytest.raises(ValueError, match="the adversarial term needs an x0 loss and the latents' autoencoder"):
             train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg, WorldModelTraining(**{**tc.__dict__, **bad}))
+
+
+def test_the_adversarial_term_can_judge_the_worlds_own_open_loop_dreams(tmp_path):
+    data, cfg = toy_data(16), WaypointConfig(**CFG, prediction="x0")
+    ae_dir = random_checkpoint(tmp_path / "ae_src", cfg, image_size=(16, 16)) / "autoencoder"
+    decoder = Autoencoder.from_pretrained(ae_dir).decoder
+    torch.manual_seed(0)
+    model, encoder = WaypointModel(cfg), CaptionEncoder.for_captions(CAPTIONS, cfg.prompt_embedding_dim)
+    B, F_ = 2, 4
+    x0 = torch.randn(B, F_, 4, 4, 4)
+    ctrl = torch.randn(B, F_, cfg.n_buttons + 3)
+    real, fake, dreamed = dreamed_pairs(model, encoder, x0, ctrl, CAPTIONS, decoder, torch.Generator().manual_seed(3))
+    # The dreams are the open loop a user runs: the sampler through the KV cache from the first recorded frame.
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = rollout(model, x0[:, 0], ctrl, encoder(CAPTIONS)[0], noise, grad=False)[:, 1:]
+        rgb = lambda z: decoder(z.flatten(0, 1))[:, :3].unflatten(0, z.shape[:2])  # noqa: E731
+        torch.testing.assert_close(dreamed, expected)
+        assert real.shape == fake.shape == (B * (F_ - 1), 6, 16, 16) and not real.requires_grad
+        torch.testing.assert_close(real.unflatten(0, (B, F_ - 1)), torch.cat([rgb(x0)[:, :-1], rgb(x0)[:, 1:]], 2))
+        before = torch.cat([rgb(x0[:, :1]), rgb(expected[:, :-1])], 1)  # the seed frame, then the dreamed ones
+        torch.testing.assert_close(fake.unflatten(0, (B, F_ - 1)), torch.cat([before, rgb(expected)], 2))
+    # Each dreamed frame carries the gradient of its last sampler step into the world; the balance is read there.
+    adversarial = generator_loss(PatchDiscriminator(in_channels=6)(fake))
+    assert torch.autograd.grad(adversarial, model.unpatchify.weight, retain_graph=True)[0].abs().sum() > 0
+    estimate = torch.randn(B, 3, 4, 4, 4, requires_grad=True)
+    x0_loss = estimate.pow(2).mean()
+    w = balanced_weight(x0_loss, adversarial, estimate, dreamed)
+    g_x0 = torch.autograd.grad(x0_loss, estimate)[0].norm()
+    torch.testing.assert_close(torch.autograd.grad(w * adversarial, dreamed)[0].norm(), g_x0, rtol=1e-3, atol=1e-4)
+
+    tc = WorldModelTraining(steps=4, batch_size=4, clip_frames=4, warmup=2, log_every=2, ckpt_every=2,
+                            teacher_forcing=True, loss="x0", adversarial_weight=0.5, adversarial_start=2,
+                            adversarial_dreams=2, autoencoder=str(ae_dir), compile=False)
+    train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg, tc)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert "discriminator" in log[0] and "adversarial" not in log[0]
+    assert {"discriminator", "adversarial", "x0", "scale"} <= log[1].keys() and log[1]["scale"] > 0
+    with pytest.raises(ValueError, match="adversarial_dreams must be >= 0 and needs adversarial_weight > 0, got 2"):
+        train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg,
+                          WorldModelTraining(**{**tc.__dict__, "adversarial_weight": 0.0}))

@@ -70,10 +70,12 @@ def generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
 
 
 def balanced_weight(reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor,
-                    max_weight: float = 1e4) -> torch.Tensor:
+                    adversarial_at: torch.Tensor | None = None, max_weight: float = 1e4) -> torch.Tensor:
     """|d reconstruction / d last_layer| / |d adversarial / d last_layer|, detached: the adversarial term's
     gradient at `last_layer` (a parameter, or any tensor both losses depend on) then has the reconstruction
-    gradient's norm (times the caller's weight)."""
+    gradient's norm (times the caller's weight). Where the adversarial term judges other outputs of the network
+    (frames it generated itself), `adversarial_at` names them and its gradient there is matched instead."""
     g_rec = torch.autograd.grad(reconstruction, last_layer, retain_graph=True)[0]
-    g_adv = torch.autograd.grad(adversarial, last_layer, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adversarial, last_layer if adversarial_at is None else adversarial_at,
+                                retain_graph=True)[0]
     return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(max=max_weight).detach()

@@ -78,6 +78,9 @@ class WorldModelTraining:
     # frames (sigma >= ADVERSARIAL_MIN_SIGMA) beside their previous frame; its term's gradient at the estimates is
     # scaled to the x0 error's, times this weight. Needs an x0 loss and `autoencoder` (its decoder draws the frames)
     adversarial_start: int = 0  # step from which the world takes the adversarial term (the discriminator trains from 0)
+    adversarial_dreams: int = 0  # > 0: the discriminator judges, instead of one-step estimates, this many clips a step
+    # that the world dreams itself, open loop from their recorded first frame under the recorded controls through its
+    # own sampler (gradient through each frame's last step), each dreamed frame beside the one before it
     autoencoder: str | None = None  # the latents' autoencoder folder, for the adversarial term
 
 
@@ -172,6 +175,23 @@ def adversarial_pairs(p: ClipPass, decoder: torch.nn.Module) -> tuple[torch.Tens
     return torch.cat([last, real], 1), torch.cat([last, fake], 1)
 
 
+def dreamed_pairs(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor, ctrl: torch.Tensor,
+                  prompts: list[str], decoder: torch.nn.Module, g: torch.Generator):
+    """Decoded (previous frame, frame) pairs [B (F - 1), 6, H, W] in [-1, 1] of recorded clips x0 [B, F, C, h, w]
+    and of the clips the world dreams from their first frame under their controls, as a user's open loop runs
+    (the sampler's steps, the KV cache); returns (real, fake, dreamed latents [B, F - 1, C, h, w]). Each dreamed
+    frame keeps the gradient of its last sampler step; the frame beside it is held fixed."""
+    emb, _ = encoder(prompts)
+    noise = torch.randn(x0.shape, generator=g).to(x0.device)
+    dreamed = rollout(model, x0[:, 0], ctrl, emb, noise)[:, 1:]  # [B, F - 1, C, h, w]
+    rgb = lambda z: decoder(z.flatten(0, 1))[:, :3].unflatten(0, z.shape[:2])  # noqa: E731 [B, n, 3, H, W]
+    with torch.no_grad():
+        real = rgb(x0)
+        before = torch.cat([real[:, :1], rgb(dreamed[:, :-1])], 1)  # the seed, then the dreamed frames
+    pair = lambda a, b: torch.cat([a, b], 2).flatten(0, 1)  # noqa: E731
+    return pair(real[:, :-1], real[:, 1:]), pair(before, rgb(dreamed)), dreamed
+
+
 def lr_at(step: int, tc: WorldModelTraining) -> float:
     if step < tc.warmup:
         return tc.lr * (step + 1) / tc.warmup
@@ -217,6 +237,9 @@ def train_world_model(
     if tc.adversarial_weight < 0 or tc.adversarial_start < 0:
         raise ValueError(f"adversarial_weight and adversarial_start must be >= 0, got {tc.adversarial_weight} and "
                          f"{tc.adversarial_start}")
+    if tc.adversarial_dreams < 0 or (tc.adversarial_dreams and not tc.adversarial_weight):
+        raise ValueError(f"adversarial_dreams must be >= 0 and needs adversarial_weight > 0, got "
+                         f"{tc.adversarial_dreams} with adversarial_weight={tc.adversarial_weight}")
     if tc.adversarial_weight and (tc.loss == "velocity" or tc.autoencoder is None):
         raise ValueError(f"the adversarial term needs an x0 loss and the latents' autoencoder, got loss={tc.loss!r} "
                          f"and autoencoder={tc.autoencoder!r}")
@@ -282,11 +305,14 @@ def train_world_model(
             critic.load_state_dict(state)
         step = state["step"]
         log.info("resumed %s at step %d", run_dir, step)
-    if tc.compile:  # in place, after the EMA copy: parameter names, checkpoints and the EMA stay as they are
-        model.compile(dynamic=False)
+    # The training pass compiled (the same parameters: names, checkpoints and the EMA stay as they are); dreams run
+    # the model through its KV cache, one shape per frame, so eager
+    train_pass = torch.compile(model, dynamic=False) if tc.compile else model
     (run_dir / "config.json").write_text(json.dumps({"model": cfg.to_dict(), "training": asdict(tc)}, indent=2))
 
     sampler = ClipSampler(data, key_names, cfg, tc.clip_frames, tc.seed + step, device)
+    dreams = ClipSampler(data, key_names, cfg, tc.clip_frames, tc.seed + step + 2, device) if tc.adversarial_dreams \
+        else None
     mask = (CleanContextMask if tc.teacher_forcing else FrameCausalMask)(cfg, tc.clip_frames, device)
     starts, start_mask = None, None
     if tc.start_frames < 0:
@@ -304,18 +330,25 @@ def train_world_model(
         for group in (group for opt in opts for group in opt.param_groups):
             group["lr"] = lr_at(step, tc)
         with autocast:
-            clips = clip_errors(model, encoder, *sampler.sample(tc.batch_size), mask, tc, g)
+            clips = clip_errors(train_pass, encoder, *sampler.sample(tc.batch_size), mask, tc, g)
             err, carries = clips.err, clips.carries
             if starts is not None:  # single frames with an empty history: the frame a prompt alone opens with
-                err0, carries0 = clip_errors(model, encoder, *starts.sample(tc.start_frames), start_mask, tc, g)[:2]
+                err0, carries0 = clip_errors(train_pass, encoder, *starts.sample(tc.start_frames), start_mask, tc,
+                                             g)[:2]
                 err = torch.cat([err.flatten(), err0.flatten()])
                 carries = torch.cat([carries.flatten(), carries0.flatten()])
             loss = (err * carries).sum() / carries.sum().clamp(min=1)
             if critic is not None:
-                real_pairs, fake_pairs = adversarial_pairs(clips, decoder)
+                if dreams is None:
+                    real_pairs, fake_pairs = adversarial_pairs(clips, decoder)
+                    judged = clips.estimate
+                else:  # before adversarial_start the discriminator alone learns: no graph through the dreams
+                    with torch.set_grad_enabled(step >= tc.adversarial_start):
+                        real_pairs, fake_pairs, judged = dreamed_pairs(
+                            model, encoder, *dreams.sample(tc.adversarial_dreams), decoder, g)
                 if step >= tc.adversarial_start and len(fake_pairs):
                     adversarial = generator_loss(critic.net(fake_pairs))
-                    weight = tc.adversarial_weight * balanced_weight(loss, adversarial, clips.estimate)
+                    weight = tc.adversarial_weight * balanced_weight(loss, adversarial, clips.estimate, judged)
                     parts.append({"x0": loss.item(), "adversarial": adversarial.item(), "scale": weight.item()})
                     loss = loss + weight * adversarial
         for opt in opts:
