@@ -407,7 +407,7 @@ def test_the_adversarial_term_can_judge_the_worlds_own_open_loop_dreams(tmp_path
 
     tc = WorldModelTraining(steps=4, batch_size=4, clip_frames=4, warmup=2, log_every=2, ckpt_every=2,
                             teacher_forcing=True, loss="x0", adversarial_weight=0.5, adversarial_start=2,
-                            adversarial_dreams=2, autoencoder=str(ae_dir), compile=False)
+                            adversarial_dreams=2, dream_frames=5, autoencoder=str(ae_dir))
     train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg, tc)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert "discriminator" in log[0] and "adversarial" not in log[0]
@@ -415,3 +415,6 @@ def test_the_adversarial_term_can_judge_the_worlds_own_open_loop_dreams(tmp_path
     with pytest.raises(ValueError, match="adversarial_dreams must be >= 0 and needs adversarial_weight > 0, got 2"):
         train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg,
                           WorldModelTraining(**{**tc.__dict__, "adversarial_weight": 0.0}))
+    with pytest.raises(ValueError, match="dream_frames must be 0 \\(clip_frames\\) or >= 2 .*got 1"):
+        train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg,
+                          WorldModelTraining(**{**tc.__dict__, "dream_frames": 1}))

@@ -111,7 +111,8 @@ def train_world_model(args: argparse.Namespace) -> None:
                             loss=args.loss, time_limit=args.time_limit, teacher_forcing=args.teacher_forcing,
                             rollout_context=args.rollout_context, compile=args.compile, optimizer=args.optimizer,
                             adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
-                            adversarial_dreams=args.adversarial_dreams, autoencoder=args.autoencoder)
+                            adversarial_dreams=args.adversarial_dreams, dream_frames=args.dream_frames,
+                            autoencoder=args.autoencoder)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
     ae = None
     if args.autoencoder:
@@ -345,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --adversarial-weight: the discriminator judges this many clips a step that the world "
                         "dreams itself, open loop from their first recorded frame through its sampler, instead of "
                         "one-step estimates")
+    p.add_argument("--dream-frames", type=int, default=0,
+                   help="frames of each dreamed clip, its recorded first frame included (0: --clip-frames)")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -81,6 +81,7 @@ class WorldModelTraining:
     adversarial_dreams: int = 0  # > 0: the discriminator judges, instead of one-step estimates, this many clips a step
     # that the world dreams itself, open loop from their recorded first frame under the recorded controls through its
     # own sampler (gradient through each frame's last step), each dreamed frame beside the one before it
+    dream_frames: int = 0  # frames of each dreamed clip, its recorded first frame included (0: clip_frames)
     autoencoder: str | None = None  # the latents' autoencoder folder, for the adversarial term
 
 
@@ -240,6 +241,9 @@ def train_world_model(
     if tc.adversarial_dreams < 0 or (tc.adversarial_dreams and not tc.adversarial_weight):
         raise ValueError(f"adversarial_dreams must be >= 0 and needs adversarial_weight > 0, got "
                          f"{tc.adversarial_dreams} with adversarial_weight={tc.adversarial_weight}")
+    if tc.dream_frames < 0 or tc.dream_frames == 1:
+        raise ValueError(f"dream_frames must be 0 (clip_frames) or >= 2 (a recorded frame and a dreamed one), got "
+                         f"{tc.dream_frames}")
     if tc.adversarial_weight and (tc.loss == "velocity" or tc.autoencoder is None):
         raise ValueError(f"the adversarial term needs an x0 loss and the latents' autoencoder, got loss={tc.loss!r} "
                          f"and autoencoder={tc.autoencoder!r}")
@@ -311,8 +315,8 @@ def train_world_model(
     (run_dir / "config.json").write_text(json.dumps({"model": cfg.to_dict(), "training": asdict(tc)}, indent=2))
 
     sampler = ClipSampler(data, key_names, cfg, tc.clip_frames, tc.seed + step, device)
-    dreams = ClipSampler(data, key_names, cfg, tc.clip_frames, tc.seed + step + 2, device) if tc.adversarial_dreams \
-        else None
+    dreams = ClipSampler(data, key_names, cfg, tc.dream_frames or tc.clip_frames, tc.seed + step + 2, device) \
+        if tc.adversarial_dreams else None
     mask = (CleanContextMask if tc.teacher_forcing else FrameCausalMask)(cfg, tc.clip_frames, device)
     starts, start_mask = None, None
     if tc.start_frames < 0:
