@@ -376,6 +376,23 @@ def test_the_adversarial_term_judges_decoded_estimates_beside_their_last_frame_a
             train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg, WorldModelTraining(**{**tc.__dict__, **bad}))
 
 
+def test_a_discriminator_given_controls_scores_a_pair_by_whether_it_fits_them():
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(in_channels=6, condition_dim=5)
+    pairs, controls = torch.randn(3, 6, 16, 16), torch.randn(3, 5)
+    with torch.no_grad():
+        disc.embed.weight.normal_()
+        plain = disc.net(pairs)  # the unconditioned score, before the projection term
+        scores = disc(pairs, controls)
+        assert scores.shape == plain.shape == (3, 1, 2, 2)
+        assert not torch.allclose(scores, plain) and not torch.allclose(scores, disc(pairs, controls.flip(0)))
+        torch.testing.assert_close(disc(pairs, torch.zeros_like(controls)), plain)  # no controls, no projection
+    with pytest.raises(ValueError, match="a discriminator built with condition_dim needs a condition"):
+        disc(pairs)
+    with pytest.raises(ValueError, match="and one without takes none"):
+        PatchDiscriminator(in_channels=6)(pairs, controls)
+
+
 def test_the_adversarial_term_can_judge_the_worlds_own_open_loop_dreams(tmp_path):
     data, cfg = toy_data(16), WaypointConfig(**CFG, prediction="x0")
     ae_dir = random_checkpoint(tmp_path / "ae_src", cfg, image_size=(16, 16)) / "autoencoder"
@@ -385,7 +402,9 @@ def test_the_adversarial_term_can_judge_the_worlds_own_open_loop_dreams(tmp_path
     B, F_ = 2, 4
     x0 = torch.randn(B, F_, 4, 4, 4)
     ctrl = torch.randn(B, F_, cfg.n_buttons + 3)
-    real, fake, dreamed = dreamed_pairs(model, encoder, x0, ctrl, CAPTIONS, decoder, torch.Generator().manual_seed(3))
+    real, fake, dreamed, controls = dreamed_pairs(model, encoder, x0, ctrl, CAPTIONS, decoder,
+                                                  torch.Generator().manual_seed(3))
+    torch.testing.assert_close(controls, ctrl[:, 1:].flatten(0, 1))  # pair (f - 1, f): the controls of frame f
     # The dreams are the open loop a user runs: the sampler through the KV cache from the first recorded frame.
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -408,10 +427,17 @@ def test_the_adversarial_term_can_judge_the_worlds_own_open_loop_dreams(tmp_path
     tc = WorldModelTraining(steps=4, batch_size=4, clip_frames=4, warmup=2, log_every=2, ckpt_every=2,
                             teacher_forcing=True, loss="x0", adversarial_weight=0.5, adversarial_start=2,
                             adversarial_dreams=2, dream_frames=5, autoencoder=str(ae_dir))
-    train_world_model(data, KEYS, CAPTIONS, tmp_path / "run", cfg, tc)
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert "discriminator" in log[0] and "adversarial" not in log[0]
-    assert {"discriminator", "adversarial", "x0", "scale"} <= log[1].keys() and log[1]["scale"] > 0
+    for run, actions in (("run", False), ("run_actions", True)):
+        train_world_model(data, KEYS, CAPTIONS, tmp_path / run, cfg,
+                          WorldModelTraining(**{**tc.__dict__, "adversarial_actions": actions}))
+        log = [json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        assert "discriminator" in log[0] and "adversarial" not in log[0]
+        assert {"discriminator", "adversarial", "x0", "scale"} <= log[1].keys() and log[1]["scale"] > 0
+        state = torch.load(tmp_path / run / "train_state.pt", weights_only=True)
+        assert ("embed.weight" in state["disc"]) == actions
+    with pytest.raises(ValueError, match="adversarial_actions needs adversarial_dreams"):
+        train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg,
+                          WorldModelTraining(**{**tc.__dict__, "adversarial_dreams": 0, "adversarial_actions": True}))
     with pytest.raises(ValueError, match="adversarial_dreams must be >= 0 and needs adversarial_weight > 0, got 2"):
         train_world_model(data, KEYS, CAPTIONS, tmp_path / "bad", cfg,
                           WorldModelTraining(**{**tc.__dict__, "adversarial_weight": 0.0}))

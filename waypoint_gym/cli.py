@@ -112,6 +112,7 @@ def train_world_model(args: argparse.Namespace) -> None:
                             rollout_context=args.rollout_context, compile=args.compile, optimizer=args.optimizer,
                             adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
                             adversarial_dreams=args.adversarial_dreams, dream_frames=args.dream_frames,
+                            adversarial_actions=args.adversarial_actions,
                             autoencoder=args.autoencoder)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
     ae = None
@@ -348,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "one-step estimates")
     p.add_argument("--dream-frames", type=int, default=0,
                    help="frames of each dreamed clip, its recorded first frame included (0: --clip-frames)")
+    p.add_argument("--adversarial-actions", action="store_true",
+                   help="with --adversarial-dreams: the discriminator also reads each frame pair's controls "
+                        "(a projection term), so a dream that does not follow its controls can score as fake")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -19,9 +19,13 @@ from torch import nn
 
 class PatchDiscriminator(nn.Module):
     """Images [N, in_channels, H, W] in [-1, 1] (a frame, or frames stacked on channels) -> realness scores
-    [N, 1, H/4 - 2, W/4 - 2], one per overlapping patch."""
+    [N, 1, H/4 - 2, W/4 - 2], one per overlapping patch.
 
-    def __init__(self, ch: int = 32, in_channels: int = 3):
+    With `condition_dim`, each image comes with a condition [N, condition_dim] (a frame pair's controls), read
+    by a projection term (Miyato and Koyama, 2018): the inner product of its embedding with each patch's
+    features joins the score, so a pair that does not fit its condition can score as fake."""
+
+    def __init__(self, ch: int = 32, in_channels: int = 3, condition_dim: int = 0):
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # [N, ch, H/2, W/2]
@@ -29,23 +33,32 @@ class PatchDiscriminator(nn.Module):
             nn.Conv2d(2 * ch, 4 * ch, 3, padding=1), nn.GroupNorm(8, 4 * ch), nn.LeakyReLU(0.2),
             nn.Conv2d(4 * ch, 1, 3),  # [N, 1, H/4 - 2, W/4 - 2]
         )
+        self.embed = nn.Linear(condition_dim, 4 * ch, bias=False) if condition_dim else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if (condition is None) != (self.embed is None):
+            raise ValueError("a discriminator built with condition_dim needs a condition, and one without takes none")
+        if self.embed is None:
+            return self.net(x)
+        h = self.net[:-1](x)  # [N, 4 ch, H/4, W/4] each patch's features
+        projection = (self.embed(condition)[:, :, None, None] * h[:, :, 1:-1, 1:-1]).sum(1, keepdim=True)
+        return self.net[-1](h) + projection
 
 
 class Critic:
     """A patch discriminator and its optimiser, as a training loop keeps them: one hinge update a step, and a
     state saved and resumed with the run (keys "disc" and "disc_opt")."""
 
-    def __init__(self, lr: float, device, in_channels: int = 3):
-        self.net = PatchDiscriminator(in_channels=in_channels).to(device)
+    def __init__(self, lr: float, device, in_channels: int = 3, condition_dim: int = 0):
+        self.net = PatchDiscriminator(in_channels=in_channels, condition_dim=condition_dim).to(device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=0.0)
 
-    def update(self, real: torch.Tensor, fake: torch.Tensor, autocast: AbstractContextManager | None = None) -> float:
-        """One step of the discriminator on real and (detached) generated images; returns its loss."""
+    def update(self, real: torch.Tensor, fake: torch.Tensor, autocast: AbstractContextManager | None = None,
+               condition: torch.Tensor | None = None) -> float:
+        """One step of the discriminator on real and (detached) generated images, each pair of them under one
+        `condition` where the discriminator reads one; returns its loss."""
         with autocast or nullcontext():
-            loss = discriminator_loss(self.net(real), self.net(fake.detach()))
+            loss = discriminator_loss(self.net(real, condition), self.net(fake.detach(), condition))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -82,6 +82,8 @@ class WorldModelTraining:
     # that the world dreams itself, open loop from their recorded first frame under the recorded controls through its
     # own sampler (gradient through each frame's last step), each dreamed frame beside the one before it
     dream_frames: int = 0  # frames of each dreamed clip, its recorded first frame included (0: clip_frames)
+    adversarial_actions: bool = False  # with adversarial_dreams: the discriminator also reads each pair's controls
+    # (a projection term), so a dream that moves otherwise than its controls say can score as fake
     autoencoder: str | None = None  # the latents' autoencoder folder, for the adversarial term
 
 
@@ -176,12 +178,20 @@ def adversarial_pairs(p: ClipPass, decoder: torch.nn.Module) -> tuple[torch.Tens
     return torch.cat([last, real], 1), torch.cat([last, fake], 1)
 
 
+class DreamedPairs(NamedTuple):
+    """Frame pairs of recorded clips and of the world's open-loop dreams of them, for the adversarial term."""
+
+    real: torch.Tensor  # [B (F - 1), 6, H, W] decoded (previous frame, frame) of the recorded clips, in [-1, 1]
+    fake: torch.Tensor  # [B (F - 1), 6, H, W] the same of the dreams (the first previous frame is the recorded one)
+    dreamed: torch.Tensor  # [B, F - 1, C, h, w] the dreamed latents, each with its last sampler step's gradient
+    controls: torch.Tensor  # [B (F - 1), nb + 3] the controls under which each pair's second frame follows
+
+
 def dreamed_pairs(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor, ctrl: torch.Tensor,
-                  prompts: list[str], decoder: torch.nn.Module, g: torch.Generator):
-    """Decoded (previous frame, frame) pairs [B (F - 1), 6, H, W] in [-1, 1] of recorded clips x0 [B, F, C, h, w]
-    and of the clips the world dreams from their first frame under their controls, as a user's open loop runs
-    (the sampler's steps, the KV cache); returns (real, fake, dreamed latents [B, F - 1, C, h, w]). Each dreamed
-    frame keeps the gradient of its last sampler step; the frame beside it is held fixed."""
+                  prompts: list[str], decoder: torch.nn.Module, g: torch.Generator) -> DreamedPairs:
+    """Pairs of recorded clips x0 [B, F, C, h, w] and of the clips the world dreams from their first frame under
+    their controls ctrl [B, F, nb + 3], as a user's open loop runs (the sampler's steps, the KV cache). Each
+    dreamed frame keeps the gradient of its last sampler step; the frame beside it is held fixed."""
     emb, _ = encoder(prompts)
     noise = torch.randn(x0.shape, generator=g).to(x0.device)
     dreamed = rollout(model, x0[:, 0], ctrl, emb, noise)[:, 1:]  # [B, F - 1, C, h, w]
@@ -190,7 +200,7 @@ def dreamed_pairs(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tenso
         real = rgb(x0)
         before = torch.cat([real[:, :1], rgb(dreamed[:, :-1])], 1)  # the seed, then the dreamed frames
     pair = lambda a, b: torch.cat([a, b], 2).flatten(0, 1)  # noqa: E731
-    return pair(real[:, :-1], real[:, 1:]), pair(before, rgb(dreamed)), dreamed
+    return DreamedPairs(pair(real[:, :-1], real[:, 1:]), pair(before, rgb(dreamed)), dreamed, ctrl[:, 1:].flatten(0, 1))
 
 
 def lr_at(step: int, tc: WorldModelTraining) -> float:
@@ -241,6 +251,8 @@ def train_world_model(
     if tc.adversarial_dreams < 0 or (tc.adversarial_dreams and not tc.adversarial_weight):
         raise ValueError(f"adversarial_dreams must be >= 0 and needs adversarial_weight > 0, got "
                          f"{tc.adversarial_dreams} with adversarial_weight={tc.adversarial_weight}")
+    if tc.adversarial_actions and not tc.adversarial_dreams:
+        raise ValueError("adversarial_actions needs adversarial_dreams: the discriminator reads the dreams' controls")
     if tc.dream_frames < 0 or tc.dream_frames == 1:
         raise ValueError(f"dream_frames must be 0 (clip_frames) or >= 2 (a recorded frame and a dreamed one), got "
                          f"{tc.dream_frames}")
@@ -289,7 +301,8 @@ def train_world_model(
     critic = decoder = None
     if tc.adversarial_weight:
         decoder = Autoencoder.from_pretrained(tc.autoencoder, device=device).decoder.eval().requires_grad_(False)
-        critic = Critic(DISCRIMINATOR_LR, device, in_channels=6)  # a frame pair stacked on channels
+        critic = Critic(DISCRIMINATOR_LR, device, in_channels=6,  # a frame pair stacked on channels
+                        condition_dim=cfg.n_buttons + 3 if tc.adversarial_actions else 0)
     step = 0
     state_path = run_dir / "train_state.pt"
     if state_path.exists():
@@ -343,15 +356,17 @@ def train_world_model(
                 carries = torch.cat([carries.flatten(), carries0.flatten()])
             loss = (err * carries).sum() / carries.sum().clamp(min=1)
             if critic is not None:
+                condition = None
                 if dreams is None:
                     real_pairs, fake_pairs = adversarial_pairs(clips, decoder)
                     judged = clips.estimate
                 else:  # before adversarial_start the discriminator alone learns: no graph through the dreams
                     with torch.set_grad_enabled(step >= tc.adversarial_start):
-                        real_pairs, fake_pairs, judged = dreamed_pairs(
+                        real_pairs, fake_pairs, judged, controls = dreamed_pairs(
                             model, encoder, *dreams.sample(tc.adversarial_dreams), decoder, g)
+                    condition = controls if tc.adversarial_actions else None
                 if step >= tc.adversarial_start and len(fake_pairs):
-                    adversarial = generator_loss(critic.net(fake_pairs))
+                    adversarial = generator_loss(critic.net(fake_pairs, condition))
                     weight = tc.adversarial_weight * balanced_weight(loss, adversarial, clips.estimate, judged)
                     parts.append({"x0": loss.item(), "adversarial": adversarial.item(), "scale": weight.item()})
                     loss = loss + weight * adversarial
@@ -362,7 +377,7 @@ def train_world_model(
         for opt in opts:
             opt.step()
         if critic is not None and len(fake_pairs):
-            parts.append({"discriminator": critic.update(real_pairs, fake_pairs, autocast)})
+            parts.append({"discriminator": critic.update(real_pairs, fake_pairs, autocast, condition)})
         with torch.no_grad():
             decay = min(tc.ema_decay, (1 + step) / (10 + step))
             for pe, pm in zip(ema.parameters(), model.parameters()):
