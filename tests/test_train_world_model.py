@@ -23,7 +23,7 @@ from waypoint_gym.training.world_model import (
     adversarial_pairs,
     clip_errors,
     control_sensitivity,
-    dreamed_pairs,
+    dream_triples,
     make_optimizers,
     prompt_start_error,
     sample_sigmas,
@@ -402,27 +402,30 @@ def test_the_adversarial_term_can_judge_the_worlds_own_open_loop_dreams(tmp_path
     B, F_ = 2, 4
     x0 = torch.randn(B, F_, 4, 4, 4)
     ctrl = torch.randn(B, F_, cfg.n_buttons + 3)
-    real, fake, dreamed, controls = dreamed_pairs(model, encoder, x0, ctrl, CAPTIONS, decoder,
+    real, fake, dreamed, controls = dream_triples(model, encoder, x0, ctrl, CAPTIONS, decoder,
                                                   torch.Generator().manual_seed(3))
-    torch.testing.assert_close(controls, ctrl[:, 1:].flatten(0, 1))  # pair (f - 1, f): the controls of frame f
+    torch.testing.assert_close(controls, ctrl[:, 1:].flatten(0, 1))  # triple (0, f - 1, f): the controls of frame f
     # The dreams are the open loop a user runs: the sampler through the KV cache from the first recorded frame.
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = rollout(model, x0[:, 0], ctrl, encoder(CAPTIONS)[0], noise, grad=False)[:, 1:]
         rgb = lambda z: decoder(z.flatten(0, 1))[:, :3].unflatten(0, z.shape[:2])  # noqa: E731
         torch.testing.assert_close(dreamed, expected)
-        assert real.shape == fake.shape == (B * (F_ - 1), 6, 16, 16) and not real.requires_grad
-        torch.testing.assert_close(real.unflatten(0, (B, F_ - 1)), torch.cat([rgb(x0)[:, :-1], rgb(x0)[:, 1:]], 2))
+        assert real.shape == fake.shape == (B * (F_ - 1), 9, 16, 16) and not real.requires_grad
+        first = rgb(x0[:, :1]).expand(-1, F_ - 1, -1, -1, -1)  # every triple opens with the clip's recorded frame 0
+        torch.testing.assert_close(real.unflatten(0, (B, F_ - 1)),
+                                   torch.cat([first, rgb(x0)[:, :-1], rgb(x0)[:, 1:]], 2))
         before = torch.cat([rgb(x0[:, :1]), rgb(expected[:, :-1])], 1)  # the seed frame, then the dreamed ones
-        torch.testing.assert_close(fake.unflatten(0, (B, F_ - 1)), torch.cat([before, rgb(expected)], 2))
+        torch.testing.assert_close(fake.unflatten(0, (B, F_ - 1)), torch.cat([first, before, rgb(expected)], 2))
     # Each dreamed frame carries the gradient of its last sampler step into the world; the balance is read there.
-    adversarial = generator_loss(PatchDiscriminator(in_channels=6)(fake))
+    adversarial = generator_loss(PatchDiscriminator(in_channels=9)(fake))
     assert torch.autograd.grad(adversarial, model.unpatchify.weight, retain_graph=True)[0].abs().sum() > 0
     estimate = torch.randn(B, 3, 4, 4, 4, requires_grad=True)
     x0_loss = estimate.pow(2).mean()
     w = balanced_weight(x0_loss, adversarial, estimate, dreamed)
     g_x0 = torch.autograd.grad(x0_loss, estimate)[0].norm()
-    torch.testing.assert_close(torch.autograd.grad(w * adversarial, dreamed)[0].norm(), g_x0, rtol=1e-3, atol=1e-4)
+    # (rtol: the balance adds 1e-4 to the adversarial norm it divides by)
+    torch.testing.assert_close(torch.autograd.grad(w * adversarial, dreamed)[0].norm(), g_x0, rtol=1e-2, atol=1e-4)
 
     tc = WorldModelTraining(steps=4, batch_size=4, clip_frames=4, warmup=2, log_every=2, ckpt_every=2,
                             teacher_forcing=True, loss="x0", adversarial_weight=0.5, adversarial_start=2,

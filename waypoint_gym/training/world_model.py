@@ -80,7 +80,7 @@ class WorldModelTraining:
     adversarial_start: int = 0  # step from which the world takes the adversarial term (the discriminator trains from 0)
     adversarial_dreams: int = 0  # > 0: the discriminator judges, instead of one-step estimates, this many clips a step
     # that the world dreams itself, open loop from their recorded first frame under the recorded controls through its
-    # own sampler (gradient through each frame's last step), each dreamed frame beside the one before it
+    # own sampler (gradient through each frame's last step), each dreamed frame beside the one before it and the first
     dream_frames: int = 0  # frames of each dreamed clip, its recorded first frame included (0: clip_frames)
     adversarial_actions: bool = False  # with adversarial_dreams: the discriminator also reads each pair's controls
     # (a projection term), so a dream that moves otherwise than its controls say can score as fake
@@ -178,29 +178,33 @@ def adversarial_pairs(p: ClipPass, decoder: torch.nn.Module) -> tuple[torch.Tens
     return torch.cat([last, real], 1), torch.cat([last, fake], 1)
 
 
-class DreamedPairs(NamedTuple):
-    """Frame pairs of recorded clips and of the world's open-loop dreams of them, for the adversarial term."""
+class DreamTriples(NamedTuple):
+    """Recorded clips and the world's open-loop dreams of them, as the adversarial term judges them: each frame
+    beside the one before it and the clip's first (recorded) frame, decoded and stacked on channels."""
 
-    real: torch.Tensor  # [B (F - 1), 6, H, W] decoded (previous frame, frame) of the recorded clips, in [-1, 1]
-    fake: torch.Tensor  # [B (F - 1), 6, H, W] the same of the dreams (the first previous frame is the recorded one)
+    real: torch.Tensor  # [B (F - 1), 9, H, W] (first frame, previous frame, frame) of the recorded clips, in [-1, 1]
+    fake: torch.Tensor  # [B (F - 1), 9, H, W] the same of the dreams (their first frame is the recorded one)
     dreamed: torch.Tensor  # [B, F - 1, C, h, w] the dreamed latents, each with its last sampler step's gradient
-    controls: torch.Tensor  # [B (F - 1), nb + 3] the controls under which each pair's second frame follows
+    controls: torch.Tensor  # [B (F - 1), nb + 3] the controls under which each triple's last frame follows
 
 
-def dreamed_pairs(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor, ctrl: torch.Tensor,
-                  prompts: list[str], decoder: torch.nn.Module, g: torch.Generator) -> DreamedPairs:
-    """Pairs of recorded clips x0 [B, F, C, h, w] and of the clips the world dreams from their first frame under
+def dream_triples(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor, ctrl: torch.Tensor,
+                  prompts: list[str], decoder: torch.nn.Module, g: torch.Generator) -> DreamTriples:
+    """Triples of recorded clips x0 [B, F, C, h, w] and of the clips the world dreams from their first frame under
     their controls ctrl [B, F, nb + 3], as a user's open loop runs (the sampler's steps, the KV cache). Each
-    dreamed frame keeps the gradient of its last sampler step; the frame beside it is held fixed."""
+    dreamed frame keeps the gradient of its last sampler step; the frames beside it are held fixed. The first
+    frame lets the discriminator see a dream drift from where it started, which step-to-step pairs hide."""
     emb, _ = encoder(prompts)
     noise = torch.randn(x0.shape, generator=g).to(x0.device)
     dreamed = rollout(model, x0[:, 0], ctrl, emb, noise)[:, 1:]  # [B, F - 1, C, h, w]
     rgb = lambda z: decoder(z.flatten(0, 1))[:, :3].unflatten(0, z.shape[:2])  # noqa: E731 [B, n, 3, H, W]
     with torch.no_grad():
         real = rgb(x0)
-        before = torch.cat([real[:, :1], rgb(dreamed[:, :-1])], 1)  # the seed, then the dreamed frames
-    pair = lambda a, b: torch.cat([a, b], 2).flatten(0, 1)  # noqa: E731
-    return DreamedPairs(pair(real[:, :-1], real[:, 1:]), pair(before, rgb(dreamed)), dreamed, ctrl[:, 1:].flatten(0, 1))
+        before = torch.cat([real[:, :1], rgb(dreamed[:, :-1])], 1)  # the first frame, then the dreamed ones
+        first = real[:, :1].expand_as(before)
+    triple = lambda a, b: torch.cat([first, a, b], 2).flatten(0, 1)  # noqa: E731
+    return DreamTriples(triple(real[:, :-1], real[:, 1:]), triple(before, rgb(dreamed)), dreamed,
+                        ctrl[:, 1:].flatten(0, 1))
 
 
 def lr_at(step: int, tc: WorldModelTraining) -> float:
@@ -301,7 +305,7 @@ def train_world_model(
     critic = decoder = None
     if tc.adversarial_weight:
         decoder = Autoencoder.from_pretrained(tc.autoencoder, device=device).decoder.eval().requires_grad_(False)
-        critic = Critic(DISCRIMINATOR_LR, device, in_channels=6,  # a frame pair stacked on channels
+        critic = Critic(DISCRIMINATOR_LR, device, in_channels=9 if tc.adversarial_dreams else 6,  # frames on channels
                         condition_dim=cfg.n_buttons + 3 if tc.adversarial_actions else 0)
     step = 0
     state_path = run_dir / "train_state.pt"
@@ -362,7 +366,7 @@ def train_world_model(
                     judged = clips.estimate
                 else:  # before adversarial_start the discriminator alone learns: no graph through the dreams
                     with torch.set_grad_enabled(step >= tc.adversarial_start):
-                        real_pairs, fake_pairs, judged, controls = dreamed_pairs(
+                        real_pairs, fake_pairs, judged, controls = dream_triples(
                             model, encoder, *dreams.sample(tc.adversarial_dreams), decoder, g)
                     condition = controls if tc.adversarial_actions else None
                 if step >= tc.adversarial_start and len(fake_pairs):
