@@ -391,6 +391,10 @@ def test_a_discriminator_given_controls_scores_a_pair_by_whether_it_fits_them():
         disc(pairs)
     with pytest.raises(ValueError, match="and one without takes none"):
         PatchDiscriminator(in_channels=6)(pairs, controls)
+    # Two more stride-2 levels: 2x2 scores of a 64x64 frame, each reading (110 pixels wide) the whole of it.
+    assert PatchDiscriminator(in_channels=9, levels=4)(torch.randn(2, 9, 64, 64)).shape == (2, 1, 2, 2)
+    with pytest.raises(ValueError, match="levels must be >= 2, got 1"):
+        PatchDiscriminator(levels=1)
 
 
 def test_the_adversarial_term_can_judge_the_worlds_own_open_loop_dreams(tmp_path):

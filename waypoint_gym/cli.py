@@ -113,6 +113,7 @@ def train_world_model(args: argparse.Namespace) -> None:
                             adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
                             adversarial_dreams=args.adversarial_dreams, dream_frames=args.dream_frames,
                             adversarial_actions=args.adversarial_actions,
+                            discriminator_levels=args.discriminator_levels,
                             autoencoder=args.autoencoder)
     model, encoder = train_world_model(data, keys, captions, args.run, cfg, tc)
     ae = None
@@ -352,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adversarial-actions", action="store_true",
                    help="with --adversarial-dreams: the discriminator also reads each frame pair's controls "
                         "(a projection term), so a dream that does not follow its controls can score as fake")
+    p.add_argument("--discriminator-levels", type=int, default=2,
+                   help="stride-2 levels of the discriminator: 2 scores 26x26-pixel patches, 4 the whole frame")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; the run resumes where it stopped")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

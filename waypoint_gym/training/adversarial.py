@@ -19,19 +19,28 @@ from torch import nn
 
 class PatchDiscriminator(nn.Module):
     """Images [N, in_channels, H, W] in [-1, 1] (a frame, or frames stacked on channels) -> realness scores
-    [N, 1, H/4 - 2, W/4 - 2], one per overlapping patch.
+    [N, 1, H / 2^levels - 2, W / 2^levels - 2], one per overlapping patch: with 2 stride-2 levels (the default)
+    each score judges 26x26 pixels, with 4 levels 110x110, the whole of a 64x64 frame.
 
     With `condition_dim`, each image comes with a condition [N, condition_dim] (a frame pair's controls), read
     by a projection term (Miyato and Koyama, 2018): the inner product of its embedding with each patch's
     features joins the score, so a pair that does not fit its condition can score as fake."""
 
-    def __init__(self, ch: int = 32, in_channels: int = 3, condition_dim: int = 0):
+    def __init__(self, ch: int = 32, in_channels: int = 3, condition_dim: int = 0, levels: int = 2):
         super().__init__()
+        if levels < 2:
+            raise ValueError(f"levels must be >= 2, got {levels}")
+        deeper = []  # each halves the size again and widens the receptive field by 3 times its stride
+        for i in range(levels - 2):
+            c_in = 2 * ch if i == 0 else 4 * ch
+            deeper += [nn.Conv2d(c_in, 4 * ch, 4, stride=2, padding=1), nn.GroupNorm(8, 4 * ch), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # [N, ch, H/2, W/2]
             nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.GroupNorm(8, 2 * ch), nn.LeakyReLU(0.2),  # H/4
-            nn.Conv2d(2 * ch, 4 * ch, 3, padding=1), nn.GroupNorm(8, 4 * ch), nn.LeakyReLU(0.2),
-            nn.Conv2d(4 * ch, 1, 3),  # [N, 1, H/4 - 2, W/4 - 2]
+            *deeper,  # [N, 4 ch, H / 2^levels, W / 2^levels]
+            nn.Conv2d(2 * ch if levels == 2 else 4 * ch, 4 * ch, 3, padding=1), nn.GroupNorm(8, 4 * ch),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * ch, 1, 3),  # [N, 1, H / 2^levels - 2, W / 2^levels - 2]
         )
         self.embed = nn.Linear(condition_dim, 4 * ch, bias=False) if condition_dim else None
 
@@ -49,8 +58,8 @@ class Critic:
     """A patch discriminator and its optimiser, as a training loop keeps them: one hinge update a step, and a
     state saved and resumed with the run (keys "disc" and "disc_opt")."""
 
-    def __init__(self, lr: float, device, in_channels: int = 3, condition_dim: int = 0):
-        self.net = PatchDiscriminator(in_channels=in_channels, condition_dim=condition_dim).to(device)
+    def __init__(self, lr: float, device, in_channels: int = 3, condition_dim: int = 0, levels: int = 2):
+        self.net = PatchDiscriminator(in_channels=in_channels, condition_dim=condition_dim, levels=levels).to(device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=0.0)
 
     def update(self, real: torch.Tensor, fake: torch.Tensor, autocast: AbstractContextManager | None = None,

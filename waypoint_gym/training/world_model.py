@@ -84,6 +84,8 @@ class WorldModelTraining:
     dream_frames: int = 0  # frames of each dreamed clip, its recorded first frame included (0: clip_frames)
     adversarial_actions: bool = False  # with adversarial_dreams: the discriminator also reads each pair's controls
     # (a projection term), so a dream that moves otherwise than its controls say can score as fake
+    discriminator_levels: int = 2  # stride-2 levels of the discriminator: 2 scores 26x26-pixel patches, 4 sees
+    # the whole 64x64 frame (a fog is smooth everywhere, which a smooth wall patch is too)
     autoencoder: str | None = None  # the latents' autoencoder folder, for the adversarial term
 
 
@@ -306,7 +308,8 @@ def train_world_model(
     if tc.adversarial_weight:
         decoder = Autoencoder.from_pretrained(tc.autoencoder, device=device).decoder.eval().requires_grad_(False)
         critic = Critic(DISCRIMINATOR_LR, device, in_channels=9 if tc.adversarial_dreams else 6,  # frames on channels
-                        condition_dim=cfg.n_buttons + 3 if tc.adversarial_actions else 0)
+                        condition_dim=cfg.n_buttons + 3 if tc.adversarial_actions else 0,
+                        levels=tc.discriminator_levels)
     step = 0
     state_path = run_dir / "train_state.pt"
     if state_path.exists():
