@@ -49,7 +49,7 @@ class PatchDiscriminator(nn.Module):
             raise ValueError("a discriminator built with condition_dim needs a condition, and one without takes none")
         if self.embed is None:
             return self.net(x)
-        h = self.net[:-1](x)  # [N, 4 ch, H/4, W/4] each patch's features
+        h = self.net[:-1](x)  # [N, 4 ch, H / 2^levels, W / 2^levels] each patch's features
         projection = (self.embed(condition)[:, :, None, None] * h[:, :, 1:-1, 1:-1]).sum(1, keepdim=True)
         return self.net[-1](h) + projection
 
