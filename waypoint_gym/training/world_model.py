@@ -202,11 +202,11 @@ def dream_triples(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tenso
     rgb = lambda z: decoder(z.flatten(0, 1))[:, :3].unflatten(0, z.shape[:2])  # noqa: E731 [B, n, 3, H, W]
     with torch.no_grad():
         real = rgb(x0)
-        before = torch.cat([real[:, :1], rgb(dreamed[:, :-1])], 1)  # the first frame, then the dreamed ones
-        first = real[:, :1].expand_as(before)
+    fake = rgb(dreamed)  # decoded once: judged with its gradient, and held fixed as the next frame's previous one
+    before = torch.cat([real[:, :1], fake[:, :-1].detach()], 1)  # the first frame, then the dreamed ones
+    first = real[:, :1].expand_as(before)
     triple = lambda a, b: torch.cat([first, a, b], 2).flatten(0, 1)  # noqa: E731
-    return DreamTriples(triple(real[:, :-1], real[:, 1:]), triple(before, rgb(dreamed)), dreamed,
-                        ctrl[:, 1:].flatten(0, 1))
+    return DreamTriples(triple(real[:, :-1], real[:, 1:]), triple(before, fake), dreamed, ctrl[:, 1:].flatten(0, 1))
 
 
 def lr_at(step: int, tc: WorldModelTraining) -> float:
