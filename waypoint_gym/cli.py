@@ -351,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dream-frames", type=int, default=0,
                    help="frames of each dreamed clip, its recorded first frame included (0: --clip-frames)")
     p.add_argument("--adversarial-actions", action="store_true",
-                   help="with --adversarial-dreams: the discriminator also reads each frame pair's controls "
+                   help="with --adversarial-dreams: the discriminator also reads each judged frame's controls "
                         "(a projection term), so a dream that does not follow its controls can score as fake")
     p.add_argument("--discriminator-levels", type=int, default=2,
                    help="stride-2 levels of the discriminator: 2 scores 26x26-pixel patches, 4 the whole frame")

@@ -82,8 +82,8 @@ class WorldModelTraining:
     # that the world dreams itself, open loop from their recorded first frame under the recorded controls through its
     # own sampler (gradient through each frame's last step), each dreamed frame beside the one before it and the first
     dream_frames: int = 0  # frames of each dreamed clip, its recorded first frame included (0: clip_frames)
-    adversarial_actions: bool = False  # with adversarial_dreams: the discriminator also reads each pair's controls
-    # (a projection term), so a dream that moves otherwise than its controls say can score as fake
+    adversarial_actions: bool = False  # with adversarial_dreams: the discriminator also reads each judged frame's
+    # controls (a projection term), so a dream that moves otherwise than its controls say can score as fake
     discriminator_levels: int = 2  # stride-2 levels of the discriminator: 2 scores 26x26-pixel patches, 4 sees
     # the whole 64x64 frame (a fog is smooth everywhere, which a smooth wall patch is too)
     autoencoder: str | None = None  # the latents' autoencoder folder, for the adversarial term
