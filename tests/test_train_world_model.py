@@ -25,6 +25,7 @@ from waypoint_gym.training.world_model import (
     control_sensitivity,
     dream_triples,
     make_optimizers,
+    one_step_samples,
     prompt_start_error,
     sample_sigmas,
     scale_ctrl_init,
@@ -174,6 +175,58 @@ def test_rollout_context_scores_the_recorded_frames_from_the_models_own_dream():
     torch.testing.assert_close(err[:, F_:], want)  # every clip is scored against its recorded frames
     with pytest.raises(ValueError, match="rollout_context must be in \\[0, 1\\] and needs teacher_forcing"):
         train_world_model(data, KEYS, CAPTIONS, "unused", cfg, WorldModelTraining(rollout_context=0.5))
+
+
+def test_predicted_context_holds_each_frame_as_the_world_draws_it_from_the_recorded_frames_before_it():
+    """With predicted_context the clean half of the pass holds, after the recorded first frame, each frame as the
+    world's sampler draws it from the recorded frames before it; the frames scored stay the recorded ones."""
+    F_ = 5
+    cfg, model, encoder, data, x0, ctrl = untrained_x0_world(6, F_)
+    prompts = list(data["prompt"])
+    emb = encoder(prompts)[0].detach()
+    with torch.no_grad():
+        predicted = one_step_samples(model, x0, ctrl, emb, CleanContextMask(cfg, F_), torch.Generator().manual_seed(4))
+        noise = torch.randn((6, F_ - 1, *x0.shape[2:]), generator=torch.Generator().manual_seed(4))
+        # frame 1 is the engine's first open-loop frame from the recorded frame 0 under the same noise...
+        first = rollout(model, x0[:, 0], ctrl[:, :2], emb, torch.cat([noise[:, :1], noise[:, :1]], 1), grad=False)
+        torch.testing.assert_close(predicted[:, 0], first[:, 1])
+        for f in range(1, F_):  # ...and every frame f the sampler run on the recorded frames 0..f-1 alone
+            x = noise[:, f - 1]
+            for s, s_next in zip(cfg.scheduler_sigmas[:-1], cfg.scheduler_sigmas[1:]):
+                sigma = torch.cat([torch.zeros(6, f), torch.full((6, 1), s)], 1)
+                v = model(torch.cat([x0[:, :f], x[:, None]], 1), sigma, torch.arange(f + 1).expand(6, -1),
+                          ctrl[:, :f + 1], emb, cache=FrameCausalMask(cfg, f + 1))[:, -1]
+                x = x + (s_next - s) * v
+            torch.testing.assert_close(predicted[:, f - 1], x)
+    tc = WorldModelTraining(teacher_forcing=True, rollout_context=1 / 3, predicted_context=1 / 3, context_noise=0.0,
+                            loss="x0", prompt_dropout=0.0, ctrl_dropout=0.0)
+    seen, forward = {}, model.forward
+
+    def spy(x, sigma, *args, **kw):  # keeps the one pass's inputs and output
+        seen.update(x=x, sigma=sigma, v=forward(x, sigma, *args, **kw))
+        return seen["v"]
+
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        dreamed = rollout(model, x0[:2, 0], ctrl[:2], emb[:2], torch.randn((2, *x0.shape[1:]), generator=g),
+                          grad=False)
+        predicted = one_step_samples(model, x0[2:4], ctrl[2:4], emb[2:4], CleanContextMask(cfg, F_), g)
+        model.forward = spy
+        err = clip_errors(model, encoder, x0, ctrl, prompts, CleanContextMask(cfg, F_), tc,
+                          torch.Generator().manual_seed(0)).err
+        model.forward = forward
+    torch.testing.assert_close(seen["x"][:2, :F_], dreamed)  # two clips dream their context from frame 0...
+    torch.testing.assert_close(seen["x"][2:4, :F_], torch.cat([x0[2:4, :1], predicted], 1))  # ...two predict it...
+    torch.testing.assert_close(seen["x"][4:, :F_], x0[4:])  # ...and two keep the recorded frames
+    assert (predicted - x0[2:4, 1:]).abs().mean() > 0.1  # an untrained model's prediction is not the recording
+    s = seen["sigma"][:, F_:, None, None, None]
+    want = (seen["x"][:, F_:] - s * seen["v"][:, F_:] - x0[:, 1:]).pow(2).mean(dim=(2, 3, 4))
+    torch.testing.assert_close(err[:, F_:], want)  # every clip is scored against its recorded frames
+    for bad in (WorldModelTraining(predicted_context=0.5),
+                WorldModelTraining(teacher_forcing=True, rollout_context=0.6, predicted_context=0.5)):
+        with pytest.raises(ValueError, match="predicted_context must be in \\[0, 1 - rollout_context\\] and needs "
+                                             "teacher_forcing"):
+            train_world_model(data, KEYS, CAPTIONS, "unused", cfg, bad)
 
 
 def test_training_learns_resumes_and_exports(tmp_path):

@@ -109,7 +109,8 @@ def train_world_model(args: argparse.Namespace) -> None:
                             clean_context_prob=args.clean_context_prob, ctrl_init_scale=args.ctrl_init_scale,
                             start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed,
                             loss=args.loss, time_limit=args.time_limit, teacher_forcing=args.teacher_forcing,
-                            rollout_context=args.rollout_context, compile=args.compile, optimizer=args.optimizer,
+                            rollout_context=args.rollout_context, predicted_context=args.predicted_context,
+                            compile=args.compile, optimizer=args.optimizer,
                             adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
                             adversarial_dreams=args.adversarial_dreams, dream_frames=args.dream_frames,
                             adversarial_actions=args.adversarial_actions,
@@ -324,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher-forcing: share of clips whose context frames the model first dreams itself "
                         "from the clip's first frame under its recorded controls (the open loop's context); the "
                         "targets stay the recorded frames")
+    p.add_argument("--predicted-context", type=float, default=0.0,
+                   help="with --teacher-forcing: share of clips whose context frames after the first are the world's "
+                        "own samples of them, each drawn from the recorded frames before it (one step of the open "
+                        "loop's error, in register with the recorded targets)")
     p.add_argument("--ctrl-init-scale", type=float, default=1.0,
                    help="scale of the initial control weights of the fusion layers (a new run only)")
     p.add_argument("--compile", action="store_true",

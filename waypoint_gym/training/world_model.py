@@ -33,7 +33,7 @@ from waypoint_gym.engine.prompt import CaptionEncoder, words
 from .adversarial import Critic, balanced_weight, generator_loss
 from .data import ClipSampler
 from .export import load_teacher
-from .self_forcing import clean_then_noisy, rollout
+from .self_forcing import clean_then_noisy, rollout, velocity
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ class WorldModelTraining:
     clean_context_prob: float = 0.5  # share of clips whose frames before a random cut are (nearly) clean
     teacher_forcing: bool = False  # every frame after the first predicted from the clean frames before it
     rollout_context: float = 0.0  # with teacher forcing: share of clips whose context is the model's own rollout
+    predicted_context: float = 0.0  # with teacher forcing: share of clips whose context frames after the first are
+    # the world's own sampled predictions of them, each from the recorded frames before it (one step of the open
+    # loop's error, still in register with the recorded frames to predict)
     context_noise: float = 0.05  # max sigma of "clean" context frames (noise augmentation)
     ctrl_dropout: float = 0.1  # classifier-free-guidance dropout to the null embeddings
     ctrl_init_scale: float = 1.0  # initial weights on the control half of every fusion layer, times this
@@ -145,6 +148,11 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
                 noise = torch.randn((n_roll, *x0.shape[1:]), generator=g).to(device)
                 dreamed = rollout(model, x0[:n_roll, 0], ctrl[:n_roll], emb[:n_roll], noise, grad=False)
             context = torch.cat([dreamed, x0[n_roll:]])
+        n_pred = round(B * tc.predicted_context)
+        if n_pred:  # the next clips' context is what the world draws of each frame from the recorded ones before it
+            pick = slice(n_roll, n_roll + n_pred)
+            predicted = one_step_samples(model, x0[pick], ctrl[pick], emb[pick], mask, g)
+            context = torch.cat([context[:n_roll], torch.cat([x0[pick, :1], predicted], 1), x0[n_roll + n_pred:]])
         clean = (torch.rand(B, F_, generator=g) * tc.context_noise).to(device)
         target = sample_sigmas(B, F_, model.cfg.scheduler_sigmas, dataclasses.replace(tc, clean_context_prob=0.0),
                                g, device)[0][:, 1:]
@@ -168,6 +176,21 @@ def clip_errors(model: WaypointModel, encoder: CaptionEncoder, x0: torch.Tensor,
     else:
         err = (v - (noise - x0)).pow(2).mean(dim=(2, 3, 4))
     return ClipPass(err, carries_loss, estimate, x0, last, sigma)
+
+
+@torch.no_grad()
+def one_step_samples(model: WaypointModel, x0: torch.Tensor, ctrl: torch.Tensor, prompt: torch.Tensor,
+                     mask: CleanContextMask, g: torch.Generator) -> torch.Tensor:
+    """Frames 1..F-1 [B, F-1, C, h, w] of clips x0 [B, F, C, h, w] as the world's sampler draws each one (its whole
+    schedule) from the recorded frames before it under its controls ctrl [B, F, nb + 3] and prompt [B, P, Dp]: the
+    frames an open loop holds one step after it leaves the recording."""
+    sigmas = model.cfg.scheduler_sigmas
+    B, n = x0.shape[:2]
+    x = torch.randn((B, n - 1, *x0.shape[2:]), generator=g).to(x0.device)
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        sigma = torch.full((B, n - 1), float(s), device=x0.device)
+        x = x + (s_next - s) * velocity(model, x0, x, sigma, ctrl, prompt, mask)
+    return x
 
 
 def adversarial_pairs(p: ClipPass, decoder: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,6 +274,11 @@ def train_world_model(
     if not 0.0 <= tc.rollout_context <= 1.0 or (tc.rollout_context and not tc.teacher_forcing):
         raise ValueError(f"rollout_context must be in [0, 1] and needs teacher_forcing, got {tc.rollout_context} "
                          f"with teacher_forcing={tc.teacher_forcing}")
+    if not 0.0 <= tc.predicted_context <= 1.0 - tc.rollout_context or (tc.predicted_context and
+                                                                        not tc.teacher_forcing):
+        raise ValueError(f"predicted_context must be in [0, 1 - rollout_context] and needs teacher_forcing, got "
+                         f"{tc.predicted_context} with rollout_context={tc.rollout_context}, "
+                         f"teacher_forcing={tc.teacher_forcing}")
     if tc.adversarial_weight < 0 or tc.adversarial_start < 0:
         raise ValueError(f"adversarial_weight and adversarial_start must be >= 0, got {tc.adversarial_weight} and "
                          f"{tc.adversarial_start}")
