@@ -15,6 +15,10 @@
 #       bash studies/worlds/gpu_world.sh   (2 min; the script calls python3, which must have torch)
 # A world in training goes on from its committed weights on its own schedule, without teacher forcing:
 #   INIT=studies/worlds/p2_wip TEACHER_FORCING=0 LR=4e-4 bash studies/worlds/gpu_world.sh
+# EXTRA adds training options, such as the discriminator that judges the world's own open loop, the lead that
+# moved gate 3's detail row most on the CPU but had too few steps there (docs/lab/2026-12-07-judging-the-open-loop.md):
+#   EXTRA="--adversarial-weight 0.3 --adversarial-start 300 --adversarial-dreams 16 --dream-frames 10
+#          --adversarial-actions" bash studies/worlds/gpu_world.sh
 set -euo pipefail
 OUT=${OUT:?set OUT to the folder to write}
 DEVICE=${DEVICE:-cuda}
@@ -27,6 +31,7 @@ INIT=${INIT-waypoint_gym/assets/default_world}  # empty: from scratch, on CONFIG
 CONFIG=${CONFIG:-${INIT:?set CONFIG when INIT is empty}/config.yaml}
 TEACHER_FORCING=${TEACHER_FORCING:-1}  # 0: diffusion forcing with 90% clean-context clips, as a run from scratch
 COMPILE=${COMPILE:-1}             # torch.compile the training pass; dropped if the probe fails with it
+EXTRA=${EXTRA:-}                  # more training options, split on spaces
 WORK=${WORK:-/tmp/gpu_world}
 AE=waypoint_gym/assets/default_world/autoencoder
 
@@ -55,6 +60,8 @@ OPTS=(--config "$CONFIG" --loss x0 --batch-size "$BATCH" --clip-frames 8 --lr "$
       --autoencoder "$AE" --reward-head "${INIT:-waypoint_gym/assets/default_world}/reward_head")
 [ -n "$INIT" ] && OPTS+=(--init "$INIT")
 if [ "$TEACHER_FORCING" = 1 ]; then OPTS+=(--teacher-forcing); else OPTS+=(--clean-context-prob 0.9); fi
+read -r -a MORE <<< "$EXTRA"
+OPTS+=("${MORE[@]}")
 [ "$COMPILE" = 1 ] && OPTS+=(--compile)
 train() {
   cli train world-model --data "$WORK/data" --latents "$WORK/latents.npy" "${OPTS[@]}" \
