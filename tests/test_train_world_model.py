@@ -222,6 +222,8 @@ def test_predicted_context_holds_each_frame_as_the_world_draws_it_from_the_recor
     s = seen["sigma"][:, F_:, None, None, None]
     want = (seen["x"][:, F_:] - s * seen["v"][:, F_:] - x0[:, 1:]).pow(2).mean(dim=(2, 3, 4))
     torch.testing.assert_close(err[:, F_:], want)  # every clip is scored against its recorded frames
+    with pytest.raises(ValueError, match="context_noise must be in \\[0, 1\\), got 1.0"):
+        train_world_model(data, KEYS, CAPTIONS, "unused", cfg, WorldModelTraining(context_noise=1.0))
     for bad in (WorldModelTraining(predicted_context=0.5),
                 WorldModelTraining(teacher_forcing=True, rollout_context=0.6, predicted_context=0.5)):
         with pytest.raises(ValueError, match="predicted_context must be in \\[0, 1 - rollout_context\\] and needs "

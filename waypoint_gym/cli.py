@@ -110,6 +110,7 @@ def train_world_model(args: argparse.Namespace) -> None:
                             start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed,
                             loss=args.loss, time_limit=args.time_limit, teacher_forcing=args.teacher_forcing,
                             rollout_context=args.rollout_context, predicted_context=args.predicted_context,
+                            context_noise=args.context_noise,
                             compile=args.compile, optimizer=args.optimizer,
                             adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
                             adversarial_dreams=args.adversarial_dreams, dream_frames=args.dream_frames,
@@ -329,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher-forcing: share of clips whose context frames after the first are the world's "
                         "own samples of them, each drawn from the recorded frames before it (one step of the open "
                         "loop's error, in register with the recorded targets)")
+    p.add_argument("--context-noise", type=float, default=0.05,
+                   help="largest noise level of the context frames (each drawn uniformly below it and told to the "
+                        "model as that frame's sigma), so the world learns not to take its context for exact")
     p.add_argument("--ctrl-init-scale", type=float, default=1.0,
                    help="scale of the initial control weights of the fusion layers (a new run only)")
     p.add_argument("--compile", action="store_true",

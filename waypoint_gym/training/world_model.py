@@ -60,7 +60,7 @@ class WorldModelTraining:
     predicted_context: float = 0.0  # with teacher forcing: share of clips whose context frames after the first are
     # the world's own sampled predictions of them, each from the recorded frames before it (one step of the open
     # loop's error, still in register with the recorded frames to predict)
-    context_noise: float = 0.05  # max sigma of "clean" context frames (noise augmentation)
+    context_noise: float = 0.05  # max sigma of "clean" context frames (noise augmentation; each frame's is told)
     ctrl_dropout: float = 0.1  # classifier-free-guidance dropout to the null embeddings
     ctrl_init_scale: float = 1.0  # initial weights on the control half of every fusion layer, times this
     start_frames: int = 0  # extra frames per step generated from the prompt alone, as an episode's first frame
@@ -279,6 +279,8 @@ def train_world_model(
         raise ValueError(f"predicted_context must be in [0, 1 - rollout_context] and needs teacher_forcing, got "
                          f"{tc.predicted_context} with rollout_context={tc.rollout_context}, "
                          f"teacher_forcing={tc.teacher_forcing}")
+    if not 0.0 <= tc.context_noise < 1.0:
+        raise ValueError(f"context_noise must be in [0, 1), got {tc.context_noise}")
     if tc.adversarial_weight < 0 or tc.adversarial_start < 0:
         raise ValueError(f"adversarial_weight and adversarial_start must be >= 0, got {tc.adversarial_weight} and "
                          f"{tc.adversarial_start}")
