@@ -28,23 +28,20 @@ from waypoint_gym.engine import WorldEngine
 from waypoint_gym.engine.loading import resolve_checkpoint, resolve_model
 from waypoint_gym.evaluation.control import turn_following
 from waypoint_gym.evaluation.fidelity import frame_figures, open_loop_clips, summary
-from waypoint_gym.evaluation.harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, STRIP_WORLDS, Harness, exploration
+from waypoint_gym.evaluation.harness import (
+    DEFAULT_CAPTIONS,
+    EVAL_SEED,
+    SEED_BLOCK,
+    STRIP_WORLDS,
+    Harness,
+    exploration,
+    held_action,
+)
 from waypoint_gym.evaluation.report import save_strips
 
 BLOCK = 23  # seeds EVAL_SEED + 23 * SEED_BLOCK on: held out, and not one of the evaluation's blocks
 HORIZON = 16
 REPORTED_STEPS = (1, 4, 8, 16)
-
-
-class HeldAction:
-    """The same action in every world at every step: no keys, mouse x = `mouse_x`."""
-
-    def __init__(self, num_envs: int, n_keys: int, mouse_x: float):
-        self.pressed = np.zeros((num_envs, n_keys), np.uint8)
-        self.mouse = np.tile(np.array([[mouse_x, 0.0]], np.float32), (num_envs, 1))
-
-    def act(self, info=None) -> tuple[np.ndarray, np.ndarray]:
-        return self.pressed, self.mouse
 
 
 def schedule(spec: str, own: list[float]) -> list[float]:
@@ -75,8 +72,7 @@ def play(engine: WorldEngine, policy_name: str, n_worlds: int) -> tuple[dict, di
     """One open loop -> (its figures, its clips)."""
     harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
     policies = {"explore": exploration(0.4, harness.keys),
-                "idle": lambda n, seed: HeldAction(n, len(harness.keys), 0.0),
-                "left": lambda n, seed: HeldAction(n, len(harness.keys), -0.5)}
+                "idle": held_action(0.0, harness.keys), "left": held_action(-0.5, harness.keys)}
     seed = EVAL_SEED + BLOCK * SEED_BLOCK
     engine.generator.manual_seed(seed)
     clips = open_loop_clips(harness, n_worlds, HORIZON, seed, policies[policy_name])

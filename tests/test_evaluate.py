@@ -39,7 +39,8 @@ TINY = dict(
     tokens_per_frame=16, n_frames=64, local_window=4, global_window=8, global_pinned_dilation=2,
     global_attn_period=2, n_buttons=256, prompt_conditioning=None,
 )
-METRICS = {"one_step", "copy", "control_one_step", "open_loop", "controllability", "action_following", "long_rollout"}
+METRICS = {"one_step", "copy", "control_one_step", "open_loop", "open_loop_still", "controllability",
+           "action_following", "long_rollout"}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -161,6 +162,10 @@ def check_report(report: dict, out_dir, metrics: set[str]) -> None:
                *(point["drift"] for point in m["long_rollout"]["curve"])]
     assert all(isinstance(x, float) and math.isfinite(x) for x in numbers)
     assert len(m["open_loop"]["per_step"]) == m["open_loop"]["horizon"]
+    still = m["open_loop_still"]  # nothing pressed: the real view never turns, and the row reports the dream's step 16
+    assert still["turns"]["turning_steps"] == 0 and still["horizon"] == m["open_loop"]["horizon"]
+    assert math.isfinite(still["psnr_at_horizon"])
+    assert "Open loop standing still" in (out_dir / "world_eval.md").read_text()
     assert set(report["passed"]) >= {"one_step_psnr", "open_loop_psnr", "controllability_turn", "prompt_following"}
     gates = report["gates"]
     assert len(gates) == 10 and "| Gate | Value | Wanted | Met |" in (out_dir / "world_eval.md").read_text()

@@ -12,6 +12,7 @@ import yaml
 from envs_support import tiny_checkpoint
 
 from waypoint_gym.engine import WorldEngine
+from waypoint_gym.evaluation.harness import HeldAction
 
 SPEC = importlib.util.spec_from_file_location("open_loop_sampler",
                                               Path(__file__).parents[1] / "studies" / "open_loop_sampler.py")
@@ -47,6 +48,6 @@ def test_an_open_loop_runs_under_each_policy(tmp_path):
         assert clips["dreamed"].shape == (2, 1 + study.HORIZON, 64, 64, 3)
         assert set(row["detail_ratio"]) == set(study.REPORTED_STEPS)
         assert all(np.isfinite(v) for v in row["pixel_std_ratio"].values())
-    held = study.HeldAction(3, 6, -0.5)
+    held = HeldAction(3, 6, -0.5)
     pressed, mouse = held.act()
     assert not pressed.any() and np.array_equal(mouse, [[-0.5, 0.0]] * 3)

@@ -63,6 +63,22 @@ def exploration(seek_prob: float, keys: Sequence[str]) -> PolicyFactory:
     return lambda num_envs, seed: ExplorationPolicy(num_envs, keys, seed, seek_prob=seek_prob)
 
 
+class HeldAction:
+    """The same action in every world at every step: no keys, mouse x = `mouse_x` (0: standing still)."""
+
+    def __init__(self, num_envs: int, n_keys: int, mouse_x: float):
+        self.pressed = np.zeros((num_envs, n_keys), np.uint8)
+        self.mouse = np.tile(np.array([[mouse_x, 0.0]], np.float32), (num_envs, 1))
+
+    def act(self, info: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.pressed, self.mouse
+
+
+def held_action(mouse_x: float, keys: Sequence[str]) -> PolicyFactory:
+    """`HeldAction` in every world: with mouse_x 0, a player who stands still."""
+    return lambda num_envs, seed: HeldAction(num_envs, len(keys), mouse_x)
+
+
 def strip_samples(real: list[np.ndarray], dreamed: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Per-step frame batches [n, H, W, 3] -> strip samples {"real", "dreamed"} [worlds, T, H, W, 3]."""
     pick = lambda frames: np.stack(frames[:STRIP_FRAMES], 1)[:STRIP_WORLDS]

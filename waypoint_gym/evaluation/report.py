@@ -24,7 +24,7 @@ from waypoint_gym.engine.reward_head import checkpoint_reward_head
 from .control import controllability
 from .drift import long_rollout_drift
 from .fidelity import copy_step, one_step_psnr, open_loop_psnr
-from .harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, Harness
+from .harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK, Harness, held_action
 from .inverse_dynamics import action_following
 from .prompts import prompt_following
 from .rewards import open_loop_reward_events, reward_events
@@ -100,7 +100,8 @@ def _plain(value: Any) -> Any:
 # Where each metric's world seeds start: the evaluation's seed + offset * SEED_BLOCK, so metrics play different
 # worlds (studies that replay a metric's trials read theirs from here).
 SEED_OFFSETS = {"one_step": 0, "open_loop": 1, "controllability": 2, "prompt_following": 3, "reward_events": 4,
-                "long_rollout": 5, "copy": 6, "control_one_step": 7, "action_following": 8, "open_loop_rewards": 9}
+                "long_rollout": 5, "copy": 6, "control_one_step": 7, "action_following": 8, "open_loop_rewards": 9,
+                "open_loop_still": 10}
 
 # Sizes of a full evaluation and of a quick one (a smoke test of the whole pipeline).
 FULL_SIZES = dict(one_step=64, horizon=16, open_loop_rounds=4, control_trials=32, control_frames=4,
@@ -151,7 +152,8 @@ def evaluate_world(
     started = time.perf_counter()
     engine = WorldEngine(checkpoint, device=device, batch_size=n_worlds, n_denoise_steps=n_denoise_steps, seed=seed,
                          prompt_guidance=prompt_guidance)
-    mouse_scale = Harness(engine, captions, mouse_scale).mouse_scale  # also checks the autoencoder before any work
+    harness = Harness(engine, captions, mouse_scale)  # also checks the autoencoder before any work
+    mouse_scale, keys = harness.mouse_scale, harness.keys
     common = dict(mouse_scale=mouse_scale, progress=progress)
     metrics: dict[str, Any] = {}
     samples: dict[str, Any] = {}
@@ -175,6 +177,8 @@ def evaluate_world(
     run("control_one_step", controllability, gates, captions=captions, n_frames=1, turn=1.0,
         n_context=size["context"])
     run("open_loop", open_loop_psnr, size["horizon"], size["open_loop_rounds"] * n_worlds, captions=captions)
+    run("open_loop_still", open_loop_psnr, size["horizon"], size["open_loop_rounds"] * n_worlds, captions=captions,
+        policy=held_action(0.0, keys))  # nothing pressed: the real view stays still, and the dream should too
     run("controllability", controllability, size["control_trials"], captions=captions,
         n_frames=size["control_frames"])
     run("action_following", action_following, n_worlds, size["horizon"], captions=captions,
@@ -310,6 +314,9 @@ def _markdown(report: dict[str, Any]) -> str:
         (f"Open loop: SSIM at step {horizon} / mean", " / ".join(
             value(get("open_loop", k)) for k in ("ssim_at_horizon", "ssim"))),
         ("Open loop: dreamed turn / real turn", value(get("open_loop", "turns", "shift_ratio"))),
+        (f"Open loop standing still (nothing pressed): PSNR / detail ratio at step {horizon}",
+         f"{value(get('open_loop_still', 'psnr_at_horizon'), ' dB')} / "
+         f"{value(get('open_loop_still', 'detail_ratio_at_horizon'))}"),
         ("Open loop: the autoencoder's reconstruction, turn agreement (the ceiling)",
          value(get("open_loop", "turns", "reconstruction_agreement"))),
         ("Copy: PSNR of copying the last real frame", value(get("copy", "last_frame_psnr"), " dB")),
