@@ -29,6 +29,7 @@ from waypoint_gym.engine.config import WaypointConfig
 from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask
 from waypoint_gym.engine.model import WaypointModel, previous_frames
 from waypoint_gym.engine.prompt import CaptionEncoder, words
+from waypoint_gym.engine.sampler import euler_denoise
 
 from .adversarial import Critic, balanced_weight, generator_loss
 from .data import ClipSampler
@@ -186,11 +187,9 @@ def one_step_samples(model: WaypointModel, x0: torch.Tensor, ctrl: torch.Tensor,
     frames an open loop holds one step after it leaves the recording."""
     sigmas = model.cfg.scheduler_sigmas
     B, n = x0.shape[:2]
-    x = torch.randn((B, n - 1, *x0.shape[2:]), generator=g).to(x0.device)
-    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-        sigma = torch.full((B, n - 1), float(s), device=x0.device)
-        x = x + (s_next - s) * velocity(model, x0, x, sigma, ctrl, prompt, mask)
-    return x
+    noise = torch.randn((B, n - 1, *x0.shape[2:]), generator=g).to(x0.device)
+    at = lambda i: torch.full((B, n - 1), float(sigmas[i]), device=x0.device)  # noqa: E731 step i's sigma per frame
+    return euler_denoise(noise, sigmas, lambda x, i: velocity(model, x0, x, at(i), ctrl, prompt, mask))
 
 
 def adversarial_pairs(p: ClipPass, decoder: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
