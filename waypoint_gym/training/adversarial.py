@@ -30,16 +30,15 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         if levels < 2:
             raise ValueError(f"levels must be >= 2, got {levels}")
-        deeper = []  # each halves the size again and widens the receptive field by 3 times its stride
-        for i in range(levels - 2):
-            c_in = 2 * ch if i == 0 else 4 * ch
-            deeper += [nn.Conv2d(c_in, 4 * ch, 4, stride=2, padding=1), nn.GroupNorm(8, 4 * ch), nn.LeakyReLU(0.2)]
+        deeper, c = [], 2 * ch  # each halves the size again and widens the receptive field by 3 times its stride
+        for _ in range(levels - 2):
+            deeper += [nn.Conv2d(c, 4 * ch, 4, stride=2, padding=1), nn.GroupNorm(8, 4 * ch), nn.LeakyReLU(0.2)]
+            c = 4 * ch
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # [N, ch, H/2, W/2]
             nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.GroupNorm(8, 2 * ch), nn.LeakyReLU(0.2),  # H/4
             *deeper,  # [N, 4 ch, H / 2^levels, W / 2^levels]
-            nn.Conv2d(2 * ch if levels == 2 else 4 * ch, 4 * ch, 3, padding=1), nn.GroupNorm(8, 4 * ch),
-            nn.LeakyReLU(0.2),
+            nn.Conv2d(c, 4 * ch, 3, padding=1), nn.GroupNorm(8, 4 * ch), nn.LeakyReLU(0.2),
             nn.Conv2d(4 * ch, 1, 3),  # [N, 1, H / 2^levels - 2, W / 2^levels - 2]
         )
         self.embed = nn.Linear(condition_dim, 4 * ch, bias=False) if condition_dim else None
