@@ -19,6 +19,7 @@ from waypoint_gym.worlds import (
     register_worlds,
     sample_caption,
 )
+from waypoint_gym.worlds.arena import JUMP_FRAMES
 from waypoint_gym.worlds.captions import DEFAULT_WORDS
 
 KEYS = ("W", "A", "S", "D", "SPACE", "SHIFT")
@@ -122,6 +123,15 @@ def test_looking_down_moves_the_horizon_up_and_jumping_rises_and_lands():
     assert shift_y < -1
     heights = [env.step(action("SPACE" if i == 0 else ""))[4]["jump_height"] for i in range(12)]
     assert max(heights) > 0.2 and heights[-1] == 0.0
+    assert min(heights[:JUMP_FRAMES]) > 0 and max(heights[JUMP_FRAMES:]) == 0  # what training's still clips rely on
+
+
+def test_the_view_stands_still_while_nothing_is_pressed_once_a_jump_has_landed():
+    env = ArenaEnv(prompt="a sunny desert canyon at noon")
+    env.reset(seed=2)
+    frames = [env.step(action("SPACE", mouse=(0.2, 0.0)))[0]] + [env.step(action())[0] for _ in range(20)]
+    moved = [bool(np.any(a != b)) for a, b in zip(frames, frames[1:])]
+    assert any(moved[:JUMP_FRAMES - 1]) and not any(moved[JUMP_FRAMES - 1:]), moved
 
 
 def test_walking_toward_a_wall_changes_the_view_and_the_wall_stops_the_agent():

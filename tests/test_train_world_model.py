@@ -15,6 +15,7 @@ from waypoint_gym.engine.kv_cache import CleanContextMask, FrameCausalMask
 from waypoint_gym.engine.model import WaypointModel
 from waypoint_gym.engine.prompt import CaptionEncoder
 from waypoint_gym.training.adversarial import PatchDiscriminator, balanced_weight, generator_loss
+from waypoint_gym.training.data import ClipSampler
 from waypoint_gym.training.export import export_checkpoint
 from waypoint_gym.training.self_forcing import rollout
 from waypoint_gym.training.world_model import (
@@ -144,6 +145,34 @@ def test_x0_l1_scores_the_absolute_error_of_the_implied_clean_frame():
     assert not torch.allclose(err[:, F_:], gap.pow(2).mean(dim=(2, 3, 4)))
     with pytest.raises(ValueError, match="loss must be one of velocity, x0, x0_l1, got 'l1'"):
         train_world_model(data, KEYS, CAPTIONS, "unused", cfg, WorldModelTraining(loss="l1"))
+
+
+def test_still_clips_hold_a_recorded_frame_on_the_ground_with_nothing_pressed(tmp_path):
+    data = toy_data(n_segments=6, length=12)
+    data["latents"] = np.random.default_rng(0).normal(size=data["latents"].shape).astype(np.float32)  # all distinct
+    data["keys"] = np.concatenate([data["keys"], np.zeros((6, 12, 1), np.uint8)], -1)  # keys A, D, SPACE
+    data["keys"][:5, 2, 2] = 1  # five segments jump at frame 2: frames 2-10 are off the ground, 0, 1 and 11 on it
+    data["keys"][5, :, 2] = 1  # the last one jumps all the time
+    keys, cfg = [*KEYS, "SPACE"], WaypointConfig(**CFG)
+    x0, ctrl, prompts = ClipSampler(data, keys, cfg, 6, seed=0, device="cpu", still=0.25).sample(16)
+    assert x0.shape == (16, 6, 4, 4, 4) and ctrl.shape == (16, 6, 259) and len(prompts) == 16
+    assert not ctrl[:4].any() and torch.equal(x0[:4], x0[:4, :1].expand(-1, 6, -1, -1, -1))  # 4 of 16 stand still
+    latents = torch.as_tensor(data["latents"])
+    for j in range(4):
+        (i, f), = [(i, f) for i in range(6) for f in range(12) if torch.equal(x0[j, 0], latents[i, f])]
+        assert i < 5 and f in (0, 1, 11) and prompts[j] == data["prompt"][i], (i, f)
+    for j in range(4, 16):  # the others are recorded clips as before
+        (i, f), = [(i, f) for i in range(6) for f in range(7) if torch.equal(x0[j, 0], latents[i, f])]
+        assert torch.equal(x0[j], latents[i, f: f + 6]) and prompts[j] == data["prompt"][i]
+    x0 = ClipSampler(data, keys, cfg, 6, seed=0, device="cpu", still=1.0).sample(3)[0]
+    assert torch.equal(x0, x0[:, :1].expand(-1, 6, -1, -1, -1))
+    with pytest.raises(ValueError, match="still must be a share in"):
+        ClipSampler(data, keys, cfg, 6, seed=0, device="cpu", still=1.5)
+    with pytest.raises(ValueError, match="still_clips must be a share"):
+        train_world_model(data, keys, CAPTIONS, tmp_path, cfg, WorldModelTraining(still_clips=-0.1))
+    data["keys"][:, :, 2] = 1
+    with pytest.raises(ValueError, match="no recorded frame to stand still on"):
+        ClipSampler(data, keys, cfg, 6, seed=0, device="cpu", still=0.5)
 
 
 def test_rollout_context_scores_the_recorded_frames_from_the_models_own_dream():

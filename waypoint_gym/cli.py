@@ -110,7 +110,7 @@ def train_world_model(args: argparse.Namespace) -> None:
                             start_frames=args.start_frames, init=args.init, device=args.device, seed=args.seed,
                             loss=args.loss, time_limit=args.time_limit, teacher_forcing=args.teacher_forcing,
                             rollout_context=args.rollout_context, predicted_context=args.predicted_context,
-                            context_noise=args.context_noise,
+                            context_noise=args.context_noise, still_clips=args.still_clips,
                             compile=args.compile, optimizer=args.optimizer,
                             adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
                             adversarial_dreams=args.adversarial_dreams, dream_frames=args.dream_frames,
@@ -333,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-noise", type=float, default=0.05,
                    help="largest noise level of the context frames (each drawn uniformly below it and told to the "
                         "model as that frame's sigma), so the world learns not to take its context for exact")
+    p.add_argument("--still-clips", type=float, default=0.0,
+                   help="share of each step's clips (teacher-forced and dreamed) that hold one recorded frame with "
+                        "nothing pressed, as the game's view stands while a player does; first in the batch, so the "
+                        "rollout and predicted context shares cover them first")
     p.add_argument("--ctrl-init-scale", type=float, default=1.0,
                    help="scale of the initial control weights of the fusion layers (a new run only)")
     p.add_argument("--compile", action="store_true",

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from waypoint_gym.engine.config import WaypointConfig
 from waypoint_gym.engine.controls import control_vectors, resolve_keys
+from waypoint_gym.worlds.arena import JUMP_FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +146,18 @@ class ClipSampler:
 
     A clip may start anywhere in a segment: its first frame plays the seed frame, as after `WorldEngine.reset`
     followed by `append_frame`, so every clip is indexed from frame 0.
+
+    A share `still` of each batch (its first clips) stands still: one recorded frame held for all F frames with
+    nothing pressed, which is what WaypointArena shows a player who stands still (its view changes only under a
+    key or the mouse, or while a jump comes down), and which its recorded idle spells (3 frames on average)
+    rarely show. The frames held are those with no SPACE press in the JUMP_FRAMES frames up to them (a segment starts
+    at its episode's reset, on the ground).
     """
 
-    def __init__(self, data: dict, key_names: list[str], cfg: WaypointConfig, clip_frames: int, seed: int, device):
+    def __init__(self, data: dict, key_names: list[str], cfg: WaypointConfig, clip_frames: int, seed: int, device,
+                 still: float = 0.0):
+        if not 0.0 <= still <= 1.0:
+            raise ValueError(f"still must be a share in [0, 1], got {still}")
         self.lengths = lengths = np.asarray(data["length"])
         self.segments = np.flatnonzero(lengths >= clip_frames)
         if len(self.segments) == 0:
@@ -156,17 +166,32 @@ class ClipSampler:
         _, keycodes = resolve_keys(key_names, cfg.n_buttons)
         self.ctrl = control_vectors(data["keys"], data["mouse"], keycodes, cfg.n_buttons)  # [S, L, nb + 3]
         self.prompts = [str(p) for p in data["prompt"]]
-        self.F, self.device = clip_frames, device
+        self.F, self.device, self.still = clip_frames, device, still
         self.rng = np.random.default_rng(seed)
+        if still:  # (segment, frame) of every frame on the ground: no jump pressed in the JUMP_FRAMES up to it
+            jumps = np.asarray(data["keys"])[..., key_names.index("SPACE")] if "SPACE" in key_names else \
+                np.zeros(np.shape(data["keys"])[:2])  # [S, L]
+            jumps = np.pad(jumps, ((0, 0), (JUMP_FRAMES - 1, 0)))  # [S, J - 1 + L]
+            airborne = np.lib.stride_tricks.sliding_window_view(jumps, JUMP_FRAMES, axis=1).any(-1)  # [S, L]
+            self.grounded = np.argwhere(~airborne & (np.arange(airborne.shape[1]) < lengths[:, None]))  # [N, 2]
+            if len(self.grounded) == 0:
+                raise ValueError(f"no recorded frame to stand still on: each has a jump pressed in the {JUMP_FRAMES} "
+                                 f"frames up to it")
 
     def sample(self, batch: int):
-        idx = np.sort(self.rng.choice(self.segments, size=batch))
-        start = (self.rng.random(batch) * (self.lengths[idx] - self.F + 1)).astype(int)  # [batch]
-        frames = start[:, None] + np.arange(self.F)  # [batch, F]
-        x0 = np.stack([np.asarray(self.latents[i, f[0]: f[-1] + 1]) for i, f in zip(idx, frames)])
+        n_still = round(batch * self.still)
+        idx = np.sort(self.rng.choice(self.segments, size=batch - n_still))
+        start = (self.rng.random(len(idx)) * (self.lengths[idx] - self.F + 1)).astype(int)  # [batch - n_still]
+        frames = start[:, None] + np.arange(self.F)  # [batch - n_still, F]
+        if n_still:  # standing still on a frame: it repeats, with nothing pressed
+            held = self.grounded[self.rng.choice(len(self.grounded), size=n_still)]  # [n_still, 2]
+            idx = np.concatenate([held[:, 0], idx])
+            frames = np.concatenate([np.repeat(held[:, 1:], self.F, 1), frames])
+        x0 = np.stack([np.asarray(self.latents[i, f[0]: f[-1] + 1])[f - f[0]] for i, f in zip(idx, frames)])
         x0 = torch.as_tensor(x0, dtype=torch.float32, device=self.device)
         ctrl = torch.as_tensor(self.ctrl[idx[:, None], frames], device=self.device)
         ctrl[:, 0] = 0  # the seed frame is appended with no keys held, as the env does
+        ctrl[:n_still] = 0
         return x0, ctrl, [self.prompts[i] for i in idx]
 
 

@@ -61,6 +61,9 @@ class WorldModelTraining:
     predicted_context: float = 0.0  # with teacher forcing: share of clips whose context frames after the first are
     # the world's own sampled predictions of them, each from the recorded frames before it (one step of the open
     # loop's error, still in register with the recorded frames to predict)
+    still_clips: float = 0.0  # share of each step's clips (teacher-forced and dreamed) that hold their first recorded
+    # frame with nothing pressed, as the game's view does while a player stands still; they come first in the batch,
+    # so the rollout_context and predicted_context shares cover them first
     context_noise: float = 0.05  # max sigma of "clean" context frames (noise augmentation; each frame's is told)
     ctrl_dropout: float = 0.1  # classifier-free-guidance dropout to the null embeddings
     ctrl_init_scale: float = 1.0  # initial weights on the control half of every fusion layer, times this
@@ -278,6 +281,8 @@ def train_world_model(
         raise ValueError(f"predicted_context must be in [0, 1 - rollout_context] and needs teacher_forcing, got "
                          f"{tc.predicted_context} with rollout_context={tc.rollout_context}, "
                          f"teacher_forcing={tc.teacher_forcing}")
+    if not 0.0 <= tc.still_clips <= 1.0:
+        raise ValueError(f"still_clips must be a share in [0, 1], got {tc.still_clips}")
     if not 0.0 <= tc.context_noise < 1.0:
         raise ValueError(f"context_noise must be in [0, 1), got {tc.context_noise}")
     if tc.adversarial_weight < 0 or tc.adversarial_start < 0:
@@ -363,9 +368,9 @@ def train_world_model(
     train_pass = torch.compile(model, dynamic=False) if tc.compile else model
     (run_dir / "config.json").write_text(json.dumps({"model": cfg.to_dict(), "training": asdict(tc)}, indent=2))
 
-    sampler = ClipSampler(data, key_names, cfg, tc.clip_frames, tc.seed + step, device)
-    dreams = ClipSampler(data, key_names, cfg, tc.dream_frames or tc.clip_frames, tc.seed + step + 2, device) \
-        if tc.adversarial_dreams else None
+    sampler = ClipSampler(data, key_names, cfg, tc.clip_frames, tc.seed + step, device, tc.still_clips)
+    dreams = ClipSampler(data, key_names, cfg, tc.dream_frames or tc.clip_frames, tc.seed + step + 2, device,
+                         tc.still_clips) if tc.adversarial_dreams else None
     mask = (CleanContextMask if tc.teacher_forcing else FrameCausalMask)(cfg, tc.clip_frames, device)
     starts, start_mask = None, None
     if tc.start_frames < 0:
