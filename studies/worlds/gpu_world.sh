@@ -16,9 +16,11 @@
 # A world in training goes on from its committed weights on its own schedule, without teacher forcing:
 #   INIT=studies/worlds/p2_wip TEACHER_FORCING=0 LR=4e-4 bash studies/worlds/gpu_world.sh
 # EXTRA adds training options, such as the discriminator that judges the world's own open loop, the lead that
-# moved gate 3's detail row most on the CPU but had too few steps there (docs/lab/2026-12-07-judging-the-open-loop.md):
+# moved gate 3's detail row most on the CPU but had too few steps there (docs/lab/2026-12-07-judging-the-open-loop.md),
+# with still clips and predicted context, without which a discriminator's world fills a still view with grain
+# (docs/lab/2026-12-07-a-world-that-stands-still.md):
 #   EXTRA="--adversarial-weight 0.3 --adversarial-start 300 --adversarial-dreams 16 --dream-frames 10
-#          --adversarial-actions" bash studies/worlds/gpu_world.sh
+#          --adversarial-actions --still-clips 0.25 --predicted-context 0.5" bash studies/worlds/gpu_world.sh
 set -euo pipefail
 OUT=${OUT:?set OUT to the folder to write}
 DEVICE=${DEVICE:-cuda}
