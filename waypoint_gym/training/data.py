@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from waypoint_gym.engine.config import WaypointConfig
 from waypoint_gym.engine.controls import control_vectors, resolve_keys
-from waypoint_gym.worlds.arena import JUMP_FRAMES
+from waypoint_gym.worlds.arena import JUMP_FRAMES, JUMP_KEY
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class ClipSampler:
     A share `still` of each batch (its first clips) stands still: one recorded frame held for all F frames with
     nothing pressed, which is what WaypointArena shows a player who stands still (its view changes only under a
     key or the mouse, or while a jump comes down), and which its recorded idle spells (3 frames on average)
-    rarely show. The frames held are those with no SPACE press in the JUMP_FRAMES frames up to them (a segment starts
+    rarely show. The frames held are those with no JUMP_KEY press in the JUMP_FRAMES frames up to them (a segment starts
     at its episode's reset, on the ground).
     """
 
@@ -169,7 +169,7 @@ class ClipSampler:
         self.F, self.device, self.still = clip_frames, device, still
         self.rng = np.random.default_rng(seed)
         if still:  # (segment, frame) of every frame on the ground: no jump pressed in the JUMP_FRAMES up to it
-            jumps = np.asarray(data["keys"])[..., key_names.index("SPACE")] if "SPACE" in key_names else \
+            jumps = np.asarray(data["keys"])[..., key_names.index(JUMP_KEY)] if JUMP_KEY in key_names else \
                 np.zeros(np.shape(data["keys"])[:2])  # [S, L]
             jumps = np.pad(jumps, ((0, 0), (JUMP_FRAMES - 1, 0)))  # [S, J - 1 + L]
             airborne = np.lib.stride_tricks.sliding_window_view(jumps, JUMP_FRAMES, axis=1).any(-1)  # [S, L]

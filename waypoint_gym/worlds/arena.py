@@ -42,7 +42,8 @@ PITCH_RATE = 0.1
 PITCH_LIMIT = 0.45
 JUMP_SPEED = 0.1
 GRAVITY = 0.025
-JUMP_FRAMES = 9  # frames a jump holds the camera off the ground, the one SPACE is pressed in first
+JUMP_KEY = CONTROL_KEYS[_JUMP]
+JUMP_FRAMES = 9  # frames a jump holds the camera off the ground, the one JUMP_KEY is pressed in first
 AGENT_RADIUS = 0.2
 
 # Orbs are picked up by walking within PICKUP_RADIUS of their centre.
