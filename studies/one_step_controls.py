@@ -5,9 +5,11 @@ frames of exploration, then one step of a full turn left or right, or W or S) an
 action of play before it, the view motion of the real frames, of the dream and of the real frames through the
 autoencoder (what the latent can show at best), how far the real agent walked and the detail (Sobel
 magnitude) of the real start frame. It prints the agreement split by the last action of play, by the start
-frame's detail and by direction, and can save chosen trials as a grid of frames.
+frame's detail and by direction, and can save chosen trials as a grid of frames. With `--seed-blocks` it
+plays the same rows on other blocks of held-out worlds instead (fresh seeds: is a row on its gate's line
+there too?) and adds the agreement over all of them.
 
-    python studies/one_step_controls.py WORLD... [--worlds 256] [--grid 14:left,6:right]
+    python studies/one_step_controls.py WORLD... [--worlds 256] [--grid 14:left,6:right] [--seed-blocks 20,21,22]
 """
 
 from __future__ import annotations
@@ -33,19 +35,20 @@ ACTIONS = {"left": (None, -1.0), "right": (None, 1.0), "forward": ("W", 0.0), "b
 
 
 def trials(world: str, n_worlds: int, grid: set[tuple[int, str]] = frozenset(),
-           actions: tuple[str, ...] = tuple(ACTIONS)) -> tuple[list[dict], list[np.ndarray]]:
+           actions: tuple[str, ...] = tuple(ACTIONS), seed: int = SEED) -> tuple[list[dict], list[np.ndarray]]:
     """Every trial of the rows on `n_worlds` worlds -> (records, grid rows [H, 4W, 3] for the chosen trials).
 
     The engine's noise is seeded as the evaluation seeds it and, with all four actions, they run in its
-    order, so the agreement equals the evaluation's; fewer `actions` play the same worlds under other noise."""
-    engine = WorldEngine(world, device="cpu", batch_size=16, n_denoise_steps=2, seed=SEED)
-    engine.generator.manual_seed(SEED)
+    order, so at the evaluation's `seed` the agreement equals the evaluation's; fewer `actions` play the same
+    worlds under other noise."""
+    engine = WorldEngine(world, device="cpu", batch_size=16, n_denoise_steps=2, seed=seed)
+    engine.generator.manual_seed(seed)
     harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
     keys, records, rows = harness.keys, [], []
     for chunk in harness.chunks(n_worlds):
         for name in actions:
             key, mouse_x = ACTIONS[name]
-            pair = Pair(harness, chunk, SEED, harness.captions, CONTEXT, exploration(0.4, keys), None)
+            pair = Pair(harness, chunk, seed, harness.captions, CONTEXT, exploration(0.4, keys), None)
             trial = hold_action(pair, keys, key, mouse_x, CONTEXT, 1)
             measure = view_shift if key is None else view_zoom
             real, dreamed, reconstructed = (measure(trial[k]) for k in ("real", "dreamed", "reconstructed"))
@@ -109,6 +112,10 @@ def main() -> None:
     parser.add_argument("--grid", default="", help="trials to draw, WORLD:ACTION comma-separated (e.g. 14:left)")
     parser.add_argument("--actions", default=",".join(ACTIONS),
                         help="actions to play, comma-separated (fewer than all four: the same worlds, other noise)")
+    parser.add_argument("--seed-blocks", default="",
+                        help="other blocks of held-out worlds to play instead, comma-separated (seed = the "
+                             "evaluation's base seed + block x its block size; the evaluation's own block is "
+                             f"{SEED_OFFSETS['control_one_step']})")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--out", default="studies/results/one_step_controls.json", help="JSON to write")
     parser.add_argument("--trials", default=None, help="also write every trial's record to this JSON")
@@ -118,10 +125,20 @@ def main() -> None:
     unknown = sorted(set(args.actions.split(",")) - set(ACTIONS))
     if unknown:
         parser.error(f"unknown actions {unknown}; expected some of {', '.join(ACTIONS)}")
+    blocks = [int(b) for b in args.seed_blocks.split(",") if b]
+    if blocks and grid:
+        parser.error("--grid draws trials of the evaluation's own worlds; leave it out with --seed-blocks")
     results, every_trial = {}, {}
     for world in args.worlds:
-        records, rows = trials(world, args.n_worlds, grid, tuple(args.actions.split(",")))
-        results[world], every_trial[world] = summary(records), records
+        if blocks:
+            by_block = {b: trials(world, args.n_worlds, actions=tuple(args.actions.split(",")),
+                                  seed=EVAL_SEED + b * SEED_BLOCK)[0] for b in blocks}
+            records, rows = [r for b in blocks for r in by_block[b]], []
+            results[world] = {"seed_blocks": {b: summary(by_block[b]) for b in blocks}, "all_blocks": summary(records)}
+        else:
+            records, rows = trials(world, args.n_worlds, grid, tuple(args.actions.split(",")))
+            results[world] = summary(records)
+        every_trial[world] = records
         print(world, json.dumps(results[world], indent=1))
         if rows:
             image = np.concatenate(rows, 0)
