@@ -1,0 +1,145 @@
+"""How fast may the view move before the open loop fades?
+
+Plays a world's open loop (16 steps on its own frames from one real frame, a block of held-out worlds outside
+the evaluation's, 8 captions) under held actions: turns at several mouse speeds with no key, W alone, W with a
+turn, and the evaluation's exploration for reference. For each it reports the detail ratio (dreamed over real
+Sobel magnitude, as gate 3) and PSNR by step. Under a turn the view slides sideways, so the study also splits
+each frame into the columns that show content the first frame already showed (slid over by the real view's
+own shift, measured by phase correlation between consecutive real frames) and the columns that show content
+new to the view (detail ratio and PSNR in each): does the dream keep what it has seen, and how sharp is
+what it draws anew?
+
+    python studies/open_loop_motion.py [WORLD] [--worlds 32] [--threads 1] [--strips DIR] [--out JSON]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from waypoint_gym.engine import WorldEngine
+from waypoint_gym.evaluation.fidelity import detail, open_loop_clips, psnr
+from waypoint_gym.evaluation.harness import (
+    DEFAULT_CAPTIONS,
+    EVAL_SEED,
+    SEED_BLOCK,
+    STRIP_WORLDS,
+    Harness,
+    exploration,
+)
+from waypoint_gym.evaluation.report import save_strips
+
+BLOCK = 23  # held out, and not one of the evaluation's blocks (as studies/open_loop_sampler.py)
+HORIZON = 16
+MARGIN = 2  # columns left out beside the seam between seen and new content
+# name -> (keys held, mouse x); None: the evaluation's exploration policy
+POLICIES = {
+    "turn 0.1": ((), -0.1), "turn 0.25": ((), -0.25), "turn 0.5": ((), -0.5), "turn 1.0": ((), -1.0),
+    "W": (("W",), 0.0), "W + turn 0.25": (("W",), -0.25), "W + turn 0.5": (("W",), -0.5), "explore": None,
+}
+
+
+class Held:
+    """The same keys and mouse x in every world at every step."""
+
+    def __init__(self, num_envs: int, keys: list[str], pressed: tuple[str, ...], mouse_x: float):
+        self.pressed = np.zeros((num_envs, len(keys)), np.uint8)
+        self.pressed[:, [keys.index(k) for k in pressed]] = 1
+        self.mouse = np.tile(np.array([[mouse_x, 0.0]], np.float32), (num_envs, 1))
+
+    def act(self, info=None) -> tuple[np.ndarray, np.ndarray]:
+        return self.pressed, self.mouse
+
+
+def sobel(frame: np.ndarray) -> np.ndarray:
+    """Sobel magnitude of a uint8 frame [H, W, 3] -> [H, W] (as `fidelity.detail`, before its mean)."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    return np.sqrt(gx * gx + gy * gy) / 8
+
+
+def sideways_shift(before: np.ndarray, after: np.ndarray) -> float:
+    """How far the view's content slid right from `before` to `after` (uint8 [H, W, 3]), in pixels."""
+    a, b = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in (before, after))
+    (dx, _), _ = cv2.phaseCorrelate(a, b, cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F))
+    return dx
+
+
+def seen_and_new(clips: dict[str, np.ndarray]) -> list[dict]:
+    """Per step: the real view's slide since the first frame and the detail ratio of the dream (and of the
+    real frames through the autoencoder) and PSNR in the columns of content seen before and of content new to
+    the view."""
+    real, dreamed, recon = clips["real"], clips["dreamed"], clips["reconstructed"]
+    n, steps, _, width, _ = real.shape
+    slid, rows = np.zeros(n), []
+    for t in range(1, steps):
+        slid += [sideways_shift(real[i, t - 1], real[i, t]) for i in range(n)]
+        row = {"step": t, "slide_px": float(slid.mean())}
+        for part in ("seen", "new"):
+            sums, worlds, psnrs = np.zeros(3), 0, []
+            for i in range(n):
+                edge = int(np.ceil(abs(slid[i])))
+                seen = (edge + MARGIN, width - MARGIN)
+                new = (MARGIN, edge - MARGIN)
+                lo, hi = seen if part == "seen" else new
+                if slid[i] < 0:  # content slid left: the seen part is on the left
+                    lo, hi = width - hi, width - lo
+                if hi - lo < 4:
+                    continue
+                worlds += 1
+                sums += [sobel(f[i, t])[:, lo:hi].mean() for f in (dreamed, real, recon)]
+                psnrs.append(psnr(dreamed[i, t][:, lo:hi], real[i, t][:, lo:hi]))
+            row[part] = {"worlds": worlds, "detail_ratio": float(sums[0] / sums[1]) if worlds else None,
+                         "autoencoder_detail_ratio": float(sums[2] / sums[1]) if worlds else None,
+                         "psnr": float(np.mean(psnrs)) if worlds else None}
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("world", nargs="?", default="waypoint_gym/assets/default_world", help="a checkpoint folder")
+    parser.add_argument("--worlds", type=int, default=32, help="held-out worlds per policy")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--strips", default=None, help="folder for a strip of each policy's open loop (first worlds)")
+    parser.add_argument("--out", default="studies/results/open_loop_motion.json", help="JSON to write")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    seed = EVAL_SEED + BLOCK * SEED_BLOCK
+    results = {}
+    for name, held in POLICIES.items():
+        engine = WorldEngine(args.world, device="cpu", batch_size=16, seed=seed)
+        engine.generator.manual_seed(seed)
+        harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
+        policy = exploration(0.4, harness.keys) if held is None else (
+            lambda num_envs, _seed, keys=harness.keys, held=held: Held(num_envs, keys, *held))
+        clips = open_loop_clips(harness, args.worlds, HORIZON, seed, policy)
+        real, dreamed = clips["real"], clips["dreamed"]
+        if args.strips:
+            Path(args.strips).mkdir(parents=True, exist_ok=True)
+            save_strips(Path(args.strips) / f"open_loop_{name.replace(' + ', '_').replace(' ', '_')}.png",
+                        real[:STRIP_WORLDS], dreamed[:STRIP_WORLDS])
+        steps = range(1 + HORIZON)
+        result = {"detail_ratio": [float(detail(dreamed[:, t]).mean() / detail(real[:, t]).mean()) for t in steps],
+                  "psnr": [float(psnr(dreamed[:, t], real[:, t]).mean()) for t in steps]}
+        if held is not None and not held[0]:
+            result["seen_and_new"] = seen_and_new(clips)
+        results[name] = result
+        by_step = "  ".join(f"{t}: {result['detail_ratio'][t]:.3f}" for t in (1, 4, 8, 16))
+        print(f"{name:14s} detail {by_step}  PSNR at 16 {result['psnr'][HORIZON]:.2f} dB", flush=True)
+        for row in result.get("seen_and_new", [])[3::4]:
+            seen, new = row["seen"], row["new"]
+            fmt = lambda part: "-" if part["detail_ratio"] is None else \
+                f"{part['detail_ratio']:.3f} / {part['psnr']:.2f} dB ({part['worlds']})"
+            print(f"    step {row['step']:2d}: slid {row['slide_px']:5.1f} px, seen {fmt(seen)}, new {fmt(new)}")
+    Path(args.out).write_text(json.dumps({"world": args.world, "worlds": args.worlds, "seed": seed,
+                                          "horizon": HORIZON, "policies": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
