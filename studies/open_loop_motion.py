@@ -111,7 +111,7 @@ def seen_and_new(clips: dict[str, np.ndarray]) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("world", nargs="?", default="waypoint_gym/assets/default_world", help="a checkpoint folder")
     parser.add_argument("--worlds", type=int, default=32, help="held-out worlds per policy")
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--strips", default=None, help="folder for a strip of each policy's open loop (first worlds)")
     parser.add_argument("--out", default="studies/results/open_loop_motion.json", help="JSON to write")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     seed = EVAL_SEED + BLOCK * SEED_BLOCK
     results = {}
@@ -159,8 +159,9 @@ def main() -> None:
             fmt = lambda part: "-" if part["detail_ratio"] is None else \
                 f"{part['detail_ratio']:.3f} / {part['psnr']:.2f} dB ({part['worlds']})"
             print(f"    step {row['step']:2d}: slid {row['slide_px']:5.1f} px, seen {fmt(seen)}, new {fmt(new)}")
-    Path(args.out).write_text(json.dumps({"world": args.world, "worlds": args.worlds, "seed": seed,
-                                          "horizon": horizon, "policies": results}, indent=1))
+    report = {"world": args.world, "worlds": args.worlds, "seed": seed, "horizon": horizon, "policies": results}
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    return report
 
 
 if __name__ == "__main__":

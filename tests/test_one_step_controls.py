@@ -9,7 +9,7 @@ import pytest
 
 from waypoint_gym.engine import WorldEngine
 from waypoint_gym.evaluation.control import controllability
-from waypoint_gym.evaluation.harness import DEFAULT_CAPTIONS
+from waypoint_gym.evaluation.harness import DEFAULT_CAPTIONS, EVAL_SEED, SEED_BLOCK
 
 SPEC = importlib.util.spec_from_file_location(
     "one_step_controls", Path(__file__).parents[1] / "studies" / "one_step_controls.py")
@@ -57,3 +57,16 @@ def test_the_summary_splits_by_the_last_action_and_counts_still_failures():
     assert turn["after_neither"] == {"agree": 1.0, "trials": 1}
     assert turn["reconstruction"]["agree"] == 1.0 and turn["failed_where_the_reconstruction_agrees"] == 2
     assert "walk" not in study.summary(records)
+
+
+def test_other_seed_blocks_replay_the_evaluations_rows_on_fresh_worlds(one_torch_thread):
+    seed = EVAL_SEED + 20 * SEED_BLOCK
+    records, _ = study.trials(str(BUNDLED), 2, seed=seed)
+    engine = WorldEngine(BUNDLED, device="cpu", batch_size=16, n_denoise_steps=2, seed=seed)
+    engine.generator.manual_seed(seed)
+    gate = controllability(engine, 2, seed=seed, captions=DEFAULT_CAPTIONS, n_frames=1, turn=1.0,
+                           n_context=study.CONTEXT, progress=False)
+    assert study.summary(records)["turn"]["agree"] == pytest.approx(gate["turn"]["agreement"])
+    at_the_evaluations, _ = study.trials(str(BUNDLED), 2, actions=("left",))
+    fresh, _ = study.trials(str(BUNDLED), 2, actions=("left",), seed=seed)
+    assert [r["real"] for r in fresh] != [r["real"] for r in at_the_evaluations]  # other worlds
