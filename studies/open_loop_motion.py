@@ -33,6 +33,7 @@ from waypoint_gym.evaluation.harness import (
     SEED_BLOCK,
     STRIP_WORLDS,
     Harness,
+    HeldAction,
     exploration,
 )
 from waypoint_gym.evaluation.report import save_strips
@@ -52,18 +53,6 @@ def held_action(name: str) -> tuple[tuple[str, ...], float] | None:
     if keys not in ((), ("W",)):
         raise ValueError(f"unknown policy {name!r}: expected 'explore', 'W', 'turn X' or 'W + turn X'")
     return keys, -float(turn) or 0.0
-
-
-class Held:
-    """The same keys and mouse x in every world at every step."""
-
-    def __init__(self, num_envs: int, keys: list[str], pressed: tuple[str, ...], mouse_x: float):
-        self.pressed = np.zeros((num_envs, len(keys)), np.uint8)
-        self.pressed[:, [keys.index(k) for k in pressed]] = 1
-        self.mouse = np.tile(np.array([[mouse_x, 0.0]], np.float32), (num_envs, 1))
-
-    def act(self, info=None) -> tuple[np.ndarray, np.ndarray]:
-        return self.pressed, self.mouse
 
 
 def sobel(frame: np.ndarray) -> np.ndarray:
@@ -135,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
         engine.generator.manual_seed(seed)
         harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
         policy = exploration(0.4, harness.keys) if held is None else (
-            lambda num_envs, _seed, keys=harness.keys, held=held: Held(num_envs, keys, *held))
+            lambda num_envs, _seed, keys=harness.keys, held=held: HeldAction(
+                num_envs, len(keys), held[1], [keys.index(k) for k in held[0]]))
         clips = open_loop_clips(harness, args.worlds, horizon, seed, policy)
         real, dreamed = clips["real"], clips["dreamed"]
         if args.strips:

@@ -24,8 +24,7 @@ def test_policies_are_turns_and_walks_with_a_turn():
     assert study.held_action("W + turn 0.5") == (("W",), -0.5)
     with pytest.raises(ValueError, match="unknown policy 'S \\+ turn 1'"):
         study.held_action("S + turn 1")
-    held = study.Held(2, ["W", "A", "S", "D"], ("W",), -0.5)
-    pressed, mouse = held.act()
+    pressed, mouse = study.HeldAction(2, 4, -0.5, pressed=[0]).act()
     assert pressed.tolist() == [[1, 0, 0, 0]] * 2 and mouse.tolist() == [[-0.5, 0.0]] * 2
 
 

@@ -64,10 +64,12 @@ def exploration(seek_prob: float, keys: Sequence[str]) -> PolicyFactory:
 
 
 class HeldAction:
-    """The same action in every world at every step: no keys, mouse x = `mouse_x` (0: standing still)."""
+    """The same action in every world at every step: the keys at indices `pressed` (none by default) and mouse
+    x = `mouse_x` (no key and 0: standing still)."""
 
-    def __init__(self, num_envs: int, n_keys: int, mouse_x: float):
+    def __init__(self, num_envs: int, n_keys: int, mouse_x: float, pressed: Sequence[int] = ()):
         self.pressed = np.zeros((num_envs, n_keys), np.uint8)
+        self.pressed[:, list(pressed)] = 1
         self.mouse = np.tile(np.array([[mouse_x, 0.0]], np.float32), (num_envs, 1))
 
     def act(self, info: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
