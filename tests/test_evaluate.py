@@ -213,6 +213,10 @@ def test_evaluate_world_quick_with_prompt_and_reward_head(full_checkpoint, tmp_p
     assert 0.0 <= prompt["accuracy_colour_means"] <= 1.0 and prompt["classifier_accuracy_real_colour_means"] >= 0.75
     assert "colour means alone" in (tmp_path / "world_eval.md").read_text()
     assert np.sum(prompt["confusion"]) == prompt["trials"]
+    open_loop = report["metrics"]["open_loop_rewards"]
+    assert len(open_loop["events_by_step"]) == len(open_loop["found_by_step"]) == open_loop["horizon"]
+    assert sum(open_loop["events_by_step"]) == open_loop["events"]
+    assert all(0 <= f <= e for f, e in zip(open_loop["found_by_step"], open_loop["events_by_step"]))
     rewards = report["metrics"]["reward_events"]
     assert rewards["transitions"] == 2 * 12
     for side in ("real_latents", "dreamed_latents"):

@@ -164,12 +164,14 @@ def open_loop_reward_events(
 
     A collection of the real game counts as found when the head fires within `slack` steps of it in the same
     rollout, and a firing counts as right when a real collection lies within `slack` steps. Returns
-    {"precision", "recall", "events", "predicted", "exact" (slack 0), ...}.
+    {"precision", "recall", "events", "predicted", "exact" (slack 0), "events_by_step" and "found_by_step"
+    (the real collections, and those found, by the dreamed step they fall on), ...}.
     """
     target, probs = open_loop_reward_probabilities(engine, reward_head, n_worlds, horizon, seed, captions,
                                                    n_context=n_context, mouse_scale=mouse_scale, progress=progress)
     fired = probs > reward_head.config.reward_threshold
     result = {**event_figures(target, fired, slack), "exact": precision_recall(fired.ravel(), target.ravel()),
+              "events_by_step": target.sum(0).tolist(), "found_by_step": within(target, fired, slack).sum(0).tolist(),
               "n_worlds": len(target), "horizon": horizon, "n_context": n_context}
     log.info("open-loop reward events: %d real, head fired %d; precision %s recall %s", result["events"],
              result["predicted"], result["precision"], result["recall"])
