@@ -10,6 +10,7 @@ plays the same rows on other blocks of held-out worlds instead (fresh seeds: is 
 there too?) and adds the agreement over all of them.
 
     python studies/one_step_controls.py WORLD... [--worlds 256] [--grid 14:left,6:right] [--seed-blocks 20,21,22]
+        [--denoise-steps 2|all]
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ ACTIONS = {"left": (None, -1.0), "right": (None, 1.0), "forward": ("W", 0.0), "b
 
 
 def trials(world: str, n_worlds: int, grid: set[tuple[int, str]] = frozenset(),
-           actions: tuple[str, ...] = tuple(ACTIONS), seed: int = SEED) -> tuple[list[dict], list[np.ndarray]]:
+           actions: tuple[str, ...] = tuple(ACTIONS), seed: int = SEED,
+           n_denoise_steps: int | None = 2) -> tuple[list[dict], list[np.ndarray]]:
     """Every trial of the rows on `n_worlds` worlds -> (records, grid rows [H, 4W, 3] for the chosen trials).
 
     The engine's noise is seeded as the evaluation seeds it and, with all four actions, they run in its
     order, so at the evaluation's `seed` the agreement equals the evaluation's; fewer `actions` play the same
-    worlds under other noise."""
-    engine = WorldEngine(world, device="cpu", batch_size=16, n_denoise_steps=2, seed=seed)
+    worlds under other noise. `n_denoise_steps` None samples with the checkpoint's whole schedule."""
+    engine = WorldEngine(world, device="cpu", batch_size=16, n_denoise_steps=n_denoise_steps, seed=seed)
     engine.generator.manual_seed(seed)
     harness = Harness(engine, DEFAULT_CAPTIONS, progress=False)
     keys, records, rows = harness.keys, [], []
@@ -116,6 +118,9 @@ def main() -> None:
                         help="other blocks of held-out worlds to play instead, comma-separated (seed = the "
                              "evaluation's base seed + block x its block size; the evaluation's own block is "
                              f"{SEED_OFFSETS['control_one_step']})")
+    parser.add_argument("--denoise-steps", default="2",
+                        help="denoising steps taken from the checkpoint's schedule, or 'all' for its whole schedule "
+                             "(a checkpoint folder with another scheduler_sigmas, as open_loop_sampler.py makes)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--out", default="studies/results/one_step_controls.json", help="JSON to write")
     parser.add_argument("--trials", default=None, help="also write every trial's record to this JSON")
@@ -125,6 +130,7 @@ def main() -> None:
     unknown = sorted(set(args.actions.split(",")) - set(ACTIONS))
     if unknown:
         parser.error(f"unknown actions {unknown}; expected some of {', '.join(ACTIONS)}")
+    steps = None if args.denoise_steps == "all" else int(args.denoise_steps)
     blocks = [int(b) for b in args.seed_blocks.split(",") if b]
     if blocks and grid:
         parser.error("--grid draws trials of the evaluation's own worlds; leave it out with --seed-blocks")
@@ -132,11 +138,11 @@ def main() -> None:
     for world in args.worlds:
         if blocks:
             by_block = {b: trials(world, args.n_worlds, actions=tuple(args.actions.split(",")),
-                                  seed=EVAL_SEED + b * SEED_BLOCK)[0] for b in blocks}
+                                  seed=EVAL_SEED + b * SEED_BLOCK, n_denoise_steps=steps)[0] for b in blocks}
             records, rows = [r for b in blocks for r in by_block[b]], []
             results[world] = {"seed_blocks": {b: summary(by_block[b]) for b in blocks}, "all_blocks": summary(records)}
         else:
-            records, rows = trials(world, args.n_worlds, grid, tuple(args.actions.split(",")))
+            records, rows = trials(world, args.n_worlds, grid, tuple(args.actions.split(",")), n_denoise_steps=steps)
             results[world] = summary(records)
         every_trial[world] = records
         print(world, json.dumps(results[world], indent=1))
