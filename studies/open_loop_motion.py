@@ -26,7 +26,7 @@ import torch
 
 from waypoint_gym.engine import WorldEngine
 from waypoint_gym.evaluation.control import turn_following
-from waypoint_gym.evaluation.fidelity import detail, open_loop_clips, psnr
+from waypoint_gym.evaluation.fidelity import detail, gradient_magnitude, open_loop_clips, psnr
 from waypoint_gym.evaluation.harness import (
     DEFAULT_CAPTIONS,
     EVAL_SEED,
@@ -50,16 +50,13 @@ def held_action(name: str) -> tuple[tuple[str, ...], float] | None:
         return None
     keys, _, turn = name.rpartition("turn ") if "turn " in name else (name, "", "0")
     keys = tuple(k for k in keys.replace("+", " ").split() if k)
-    if keys not in ((), ("W",)):
+    try:
+        mouse_x = -float(turn) or 0.0
+    except ValueError:
+        mouse_x = None
+    if keys not in ((), ("W",)) or mouse_x is None:
         raise ValueError(f"unknown policy {name!r}: expected 'explore', 'W', 'turn X' or 'W + turn X'")
-    return keys, -float(turn) or 0.0
-
-
-def sobel(frame: np.ndarray) -> np.ndarray:
-    """Sobel magnitude of a uint8 frame [H, W, 3] -> [H, W] (as `fidelity.detail`, before its mean)."""
-    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
-    return np.sqrt(gx * gx + gy * gy) / 8
+    return keys, mouse_x
 
 
 def sideways_shift(before: np.ndarray, after: np.ndarray) -> float:
@@ -91,7 +88,7 @@ def seen_and_new(clips: dict[str, np.ndarray]) -> list[dict]:
                 if hi - lo < 4:
                     continue
                 worlds += 1
-                sums += [sobel(f[i, t])[:, lo:hi].mean() for f in (dreamed, real, recon)]
+                sums += [gradient_magnitude(f[i, t])[:, lo:hi].mean() for f in (dreamed, real, recon)]
                 psnrs.append(psnr(dreamed[i, t][:, lo:hi], real[i, t][:, lo:hi]))
             row[part] = {"worlds": worlds, "detail_ratio": float(sums[0] / sums[1]) if worlds else None,
                          "autoencoder_detail_ratio": float(sums[2] / sums[1]) if worlds else None,

@@ -43,16 +43,18 @@ def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 10 * np.log10(255.0**2 / np.maximum(mse, floor))
 
 
+def gradient_magnitude(frame: np.ndarray) -> np.ndarray:
+    """Image-gradient magnitude of a uint8 frame [H, W, 3] (Sobel on grey, grey levels a pixel) -> [H, W]."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    return np.sqrt(gx * gx + gy * gy) / 8  # the 3x3 Sobel kernel weighs a unit step by 8
+
+
 def detail(frames: np.ndarray) -> np.ndarray:
-    """Mean image-gradient magnitude of uint8 frames [..., H, W, 3] (Sobel on grey, grey levels a pixel) -> [...]."""
+    """Mean image-gradient magnitude of uint8 frames [..., H, W, 3] -> [...]."""
     frames = np.asarray(frames)
     flat = frames.reshape(-1, *frames.shape[-3:])
-    out = np.empty(len(flat))
-    for i, frame in enumerate(flat):
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
-        out[i] = np.sqrt(gx * gx + gy * gy).mean() / 8  # the 3x3 Sobel kernel weighs a unit step by 8
-    return out.reshape(frames.shape[:-3])
+    return np.array([gradient_magnitude(frame).mean() for frame in flat], np.float64).reshape(frames.shape[:-3])
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
