@@ -20,12 +20,11 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from waypoint_gym.engine import WorldEngine
-from waypoint_gym.evaluation.control import turn_following
+from waypoint_gym.evaluation.control import step_shifts, turn_following
 from waypoint_gym.evaluation.fidelity import detail, gradient_magnitude, open_loop_clips, psnr
 from waypoint_gym.evaluation.harness import (
     DEFAULT_CAPTIONS,
@@ -59,36 +58,28 @@ def held_action(name: str) -> tuple[tuple[str, ...], float] | None:
     return keys, mouse_x
 
 
-def sideways_shift(before: np.ndarray, after: np.ndarray) -> float:
-    """How far the view's content slid right from `before` to `after` (uint8 [H, W, 3]), in pixels."""
-    a, b = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in (before, after))
-    (dx, _), _ = cv2.phaseCorrelate(a, b, cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F))
-    return dx
-
-
 def seen_and_new(clips: dict[str, np.ndarray]) -> list[dict]:
     """Per step: the real view's slide since the first frame and the detail ratio of the dream (and of the
     real frames through the autoencoder) and PSNR in the columns of content seen before and of content new to
-    the view."""
+    the view. The slide is the real frames' own, step by step at full size (`control.step_shifts`)."""
     real, dreamed, recon = clips["real"], clips["dreamed"], clips["reconstructed"]
     n, steps, _, width, _ = real.shape
-    slid, rows = np.zeros(n), []
+    slid = np.cumsum(step_shifts(real, downsample=1), 1)  # [n, steps - 1] px since the first frame
+    rows = []
     for t in range(1, steps):
-        slid += [sideways_shift(real[i, t - 1], real[i, t]) for i in range(n)]
-        row = {"step": t, "slide_px": float(slid.mean())}
+        magnitudes = [[gradient_magnitude(f[i, t]) for f in (dreamed, real, recon)] for i in range(n)]
+        row = {"step": t, "slide_px": float(slid[:, t - 1].mean())}
         for part in ("seen", "new"):
             sums, worlds, psnrs = np.zeros(3), 0, []
             for i in range(n):
-                edge = int(np.ceil(abs(slid[i])))
-                seen = (edge + MARGIN, width - MARGIN)
-                new = (MARGIN, edge - MARGIN)
-                lo, hi = seen if part == "seen" else new
-                if slid[i] < 0:  # content slid left: the seen part is on the left
+                edge = int(np.ceil(abs(slid[i, t - 1])))
+                lo, hi = (edge + MARGIN, width - MARGIN) if part == "seen" else (MARGIN, edge - MARGIN)
+                if slid[i, t - 1] < 0:  # content slid left: the seen part is on the left
                     lo, hi = width - hi, width - lo
                 if hi - lo < 4:
                     continue
                 worlds += 1
-                sums += [gradient_magnitude(f[i, t])[:, lo:hi].mean() for f in (dreamed, real, recon)]
+                sums += [m[:, lo:hi].mean() for m in magnitudes[i]]
                 psnrs.append(psnr(dreamed[i, t][:, lo:hi], real[i, t][:, lo:hi]))
             row[part] = {"worlds": worlds, "detail_ratio": float(sums[0] / sums[1]) if worlds else None,
                          "autoencoder_detail_ratio": float(sums[2] / sums[1]) if worlds else None,
