@@ -130,7 +130,7 @@ def main() -> None:
     unknown = sorted(set(args.actions.split(",")) - set(ACTIONS))
     if unknown:
         parser.error(f"unknown actions {unknown}; expected some of {', '.join(ACTIONS)}")
-    if args.denoise_steps != "all" and not args.denoise_steps.isdigit():
+    if args.denoise_steps != "all" and not (args.denoise_steps.isdigit() and int(args.denoise_steps) >= 1):
         parser.error(f"--denoise-steps must be a positive integer or 'all', got {args.denoise_steps!r}")
     steps = None if args.denoise_steps == "all" else int(args.denoise_steps)
     blocks = [int(b) for b in args.seed_blocks.split(",") if b]

@@ -70,3 +70,11 @@ def test_other_seed_blocks_replay_the_evaluations_rows_on_fresh_worlds(one_torch
     at_the_evaluations, _ = study.trials(str(BUNDLED), 2, actions=("left",))
     fresh, _ = study.trials(str(BUNDLED), 2, actions=("left",), seed=seed)
     assert [r["real"] for r in fresh] != [r["real"] for r in at_the_evaluations]  # other worlds
+
+
+@pytest.mark.parametrize("steps", ["two", "0", "-1"])
+def test_a_denoise_steps_that_is_no_positive_integer_is_a_usage_error(steps, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["one_step_controls.py", str(BUNDLED), "--denoise-steps", steps])
+    with pytest.raises(SystemExit):
+        study.main()
+    assert f"--denoise-steps must be a positive integer or 'all', got {steps!r}" in capsys.readouterr().err
